@@ -1,0 +1,180 @@
+"""The graph and the backward engine.
+
+A ``Function`` is one node of the graph. Its ``forward`` computes on raw
+arrays (NumPy or CuPy); its ``backward`` receives dL/d(output) and returns
+dL/d(input) for each input, also as raw arrays. ``Function.apply`` wraps the
+two: it unwraps the input tensors, runs ``forward``, and, when a gradient is
+wanted, records the node as the output's ``grad_fn`` together with its inputs.
+That record is the whole graph: each tensor points at the node that made it,
+each node at the tensors it read.
+
+``backward`` walks that graph from the loss back to the leaves. A node may run
+only once every node that used its output has handed it a gradient (the sum
+rule: a tensor used twice gets the sum of both gradients), so the walk counts,
+for each node, how many consumers it has, and runs it when that count drops to
+zero. This is a topological order found without recursion, so a chain of
+100,000 ops is as fine as a chain of three.
+"""
+import contextlib
+import threading
+
+import numpy as np
+
+from .backend import is_cupy_array
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "grad_enabled", True)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Record no graph inside this block (or decorated function): for evaluation and updates.
+
+    The switch is per thread, so one thread evaluating does not turn off
+    gradients in another that trains.
+    """
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = False
+
+    def __exit__(self, *exc_info):
+        _state.grad_enabled = self._previous
+        return False
+
+
+class Function:
+    """One node of the graph: subclasses define ``forward`` and ``backward`` on arrays.
+
+    In ``forward`` a subclass keeps what ``backward`` needs with
+    ``self.save_for_backward(...)`` (arrays, freed after backward) or as plain
+    attributes (shapes, axes: small things). ``self.needs_input_grad[i]`` tells
+    ``backward`` whether input i wants a gradient, so it can skip work; it may
+    return None for an input that needs none. An optional input (a missing
+    bias) is passed to ``apply`` as None and reaches ``forward`` as None.
+    """
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+    @classmethod
+    def apply(cls, *inputs, **options):
+        """Run the node on tensors and, if any input needs a gradient, record it."""
+        from .tensor import Tensor
+        node = cls(**options)
+        arrays = [None if tensor is None else tensor.data for tensor in inputs]
+        on_gpu = is_cupy_array(arrays[0])
+        for other, tensor in zip(arrays[1:], inputs[1:]):
+            if other is not None and is_cupy_array(other) != on_gpu:
+                raise RuntimeError(
+                    f"{node.name}: all inputs must be on one device, got {inputs[0].device} "
+                    f"and {tensor.device}; move them with .to(device)")
+        result = node.forward(*arrays)
+        if isinstance(result, np.generic):  # NumPy turns 0-d results into scalars
+            result = np.asarray(result)
+        output = Tensor._from_array(result)
+        needs_grad = [tensor is not None and tensor.requires_grad for tensor in inputs]
+        if is_grad_enabled() and any(needs_grad):
+            node.inputs = inputs
+            node.needs_input_grad = needs_grad
+            output.grad_fn = node
+            output.requires_grad = True
+        return output
+
+    @property
+    def name(self):
+        """The op's name for messages and graph pictures, e.g. ``Conv2d``."""
+        return type(self).__name__
+
+
+def backward(tensor, grad, retain_graph=False):
+    """Accumulate d(tensor)/d(leaf) * grad into the ``.grad`` of every leaf that needs it."""
+    root = tensor.grad_fn
+    if root is None:
+        _accumulate(tensor, grad)
+        return
+    # Pass 1: how many consumers does each node have inside this graph?
+    consumers = {root: 0}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        _check_not_freed(node)
+        for parent in node.inputs:
+            creator = None if parent is None else parent.grad_fn
+            if creator is None:
+                continue
+            if creator not in consumers:
+                consumers[creator] = 0
+                stack.append(creator)
+            consumers[creator] += 1
+
+    # Pass 2: run each node once all its consumers have passed their gradient on.
+    grads = {root: grad}
+    ready = [root]
+    while ready:
+        node = ready.pop()
+        grad_output = grads.pop(node)
+        input_grads = node.backward(grad_output)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for parent, needs, parent_grad in zip(node.inputs, node.needs_input_grad, input_grads):
+            if not needs:
+                continue
+            parent_grad = _checked(node, parent, parent_grad)
+            creator = parent.grad_fn
+            if creator is None:
+                _accumulate(parent, parent_grad)
+                continue
+            if creator in grads:
+                grads[creator] = grads[creator] + parent_grad
+            else:
+                grads[creator] = parent_grad
+            consumers[creator] -= 1
+            if consumers[creator] == 0:
+                ready.append(creator)
+        if not retain_graph:
+            node.saved = None
+            node.freed = True
+
+
+def _check_not_freed(node):
+    if getattr(node, "freed", False):
+        raise RuntimeError(
+            f"backward through the graph a second time (at {node.name}): its saved values were "
+            "freed after the first backward; call backward(retain_graph=True) the first time "
+            "if you need to go back through it again")
+
+
+def _checked(node, tensor, grad):
+    """A backward rule must give a gradient of its input's shape and dtype: say which did not."""
+    if grad is None:
+        raise RuntimeError(f"{node.name}.backward returned no gradient for an input that needs one")
+    if isinstance(grad, np.generic):
+        grad = np.asarray(grad)
+    if grad.shape != tensor.shape:
+        raise RuntimeError(
+            f"{node.name}.backward returned a gradient of shape {grad.shape} "
+            f"for an input of shape {tensor.shape}")
+    if grad.dtype != tensor.dtype:
+        grad = grad.astype(tensor.dtype)
+    return grad
+
+
+def _accumulate(leaf, grad):
+    """Add grad into leaf.grad: gradients sum over backward calls until they are zeroed."""
+    from .tensor import Tensor
+    if leaf.grad is None:
+        # A rule may hand back a read-only broadcast view or the leaf's own
+        # array; .grad must be a writable array of its own.
+        owned = grad is not leaf.data and 0 not in grad.strides and getattr(grad.flags, "writeable", True)
+        leaf.grad = Tensor._from_array(grad if owned else grad.copy())
+    else:
+        leaf.grad.data = leaf.grad.data + grad

@@ -1,0 +1,218 @@
+"""Elementwise nodes: arithmetic with broadcasting, and the pointwise functions.
+
+For y = f(x) applied element by element, dL/dx = dL/dy * f'(x): each backward
+below is that product with its own f'. Binary ops broadcast their inputs, so
+a gradient may come back larger than an input; ``unbroadcast`` sums it down.
+"""
+from ..autograd import Function
+from ..backend import get_array_module
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, back to ``shape``.
+
+    If x of shape (3, 1) was broadcast to (2, 3, 4), each x[i, 0] fed 2 * 4
+    outputs, so its gradient is the sum of those outputs' gradients.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] != 1)
+    grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+class _Binary(Function):
+    """Broadcasting binary op: checks shapes once, with the op's own name in the message."""
+
+    def forward(self, a, b):
+        self.a_shape, self.b_shape = a.shape, b.shape
+        try:
+            return self.compute(a, b)
+        except ValueError as error:
+            if "broadcast" not in str(error):
+                raise
+            raise ValueError(
+                f"{self.name.lower()}: shapes {a.shape} and {b.shape} cannot be broadcast together "
+                "(each axis, aligned from the right, must match or be 1)") from None
+
+
+class Add(_Binary):
+    def compute(self, a, b):
+        return a + b
+
+    def backward(self, grad):
+        # d(a+b)/da = d(a+b)/db = 1
+        return unbroadcast(grad, self.a_shape), unbroadcast(grad, self.b_shape)
+
+
+class Sub(_Binary):
+    def compute(self, a, b):
+        return a - b
+
+    def backward(self, grad):
+        # d(a-b)/da = 1, d(a-b)/db = -1
+        return unbroadcast(grad, self.a_shape), unbroadcast(-grad, self.b_shape)
+
+
+class Mul(_Binary):
+    def compute(self, a, b):
+        self.save_for_backward(a, b)
+        return a * b
+
+    def backward(self, grad):
+        # d(ab)/da = b, d(ab)/db = a
+        a, b = self.saved
+        grad_a = unbroadcast(grad * b, self.a_shape) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad * a, self.b_shape) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Div(_Binary):
+    def compute(self, a, b):
+        self.save_for_backward(a, b)
+        return a / b
+
+    def backward(self, grad):
+        # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+        a, b = self.saved
+        grad_a = unbroadcast(grad / b, self.a_shape) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(-grad * a / (b * b), self.b_shape) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Pow(_Binary):
+    def compute(self, a, b):
+        out = a ** b
+        self.save_for_backward(a, b, out)
+        return out
+
+    def backward(self, grad):
+        # d(a^b)/da = b a^(b-1); d(a^b)/db = a^b ln(a)
+        a, b, out = self.saved
+        xp = get_array_module(a)
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_a = unbroadcast(grad * b * a ** (b - 1), self.a_shape)
+        if self.needs_input_grad[1]:
+            with xp.errstate(divide="ignore", invalid="ignore"):
+                grad_b = unbroadcast(grad * out * xp.log(a), self.b_shape)
+        return grad_a, grad_b
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, grad):
+        return -grad
+
+
+class Exp(Function):
+    def forward(self, x):
+        y = get_array_module(x).exp(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, grad):
+        # d(e^x)/dx = e^x, which forward already computed
+        y, = self.saved
+        return grad * y
+
+
+class Log(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).log(x)
+
+    def backward(self, grad):
+        # d(ln x)/dx = 1/x
+        x, = self.saved
+        return grad / x
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        y = get_array_module(x).sqrt(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, grad):
+        # d(sqrt x)/dx = 1 / (2 sqrt x)
+        y, = self.saved
+        return grad / (2 * y)
+
+
+class Abs(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return abs(x)
+
+    def backward(self, grad):
+        # d|x|/dx = sign(x), taken as 0 at x = 0 (as PyTorch does)
+        x, = self.saved
+        return grad * get_array_module(x).sign(x)
+
+
+class Clip(Function):
+    """Clamp into [lo, hi]; either bound may be None (no bound on that side)."""
+
+    def __init__(self, lo=None, hi=None):
+        if lo is None and hi is None:
+            raise ValueError("clip: give at least one of lo and hi")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"clip: lo ({lo}) must not exceed hi ({hi})")
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).clip(x, self.lo, self.hi)
+
+    def backward(self, grad):
+        # slope 1 inside [lo, hi] (bounds included, as torch.clamp), 0 where clamped
+        x, = self.saved
+        inside = True
+        if self.lo is not None:
+            inside = x >= self.lo
+        if self.hi is not None:
+            inside = inside & (x <= self.hi)
+        return grad * inside
+
+
+class ReLU(Function):
+    def forward(self, x):
+        y = get_array_module(x).maximum(x, 0)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, grad):
+        # d max(x, 0)/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)
+        y, = self.saved
+        return grad * (y > 0)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = get_array_module(x)
+        # 1 / (1 + e^-x) overflows e^-x for x << 0; tanh form is stable everywhere.
+        y = 0.5 * (xp.tanh(0.5 * x) + 1)
+        self.save_for_backward(y)
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, grad):
+        # d sigma/dx = sigma (1 - sigma)
+        y, = self.saved
+        return grad * y * (1 - y)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        y = get_array_module(x).tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, grad):
+        # d tanh/dx = 1 - tanh^2
+        y, = self.saved
+        return grad * (1 - y * y)

@@ -1,0 +1,90 @@
+"""Matrix products: ``a @ b`` and the fully connected layer ``linear``.
+
+For C = A B (A is m x k, B is k x n): C_ij = sum_p A_ip B_pj, so
+dL/dA_ip = sum_j dL/dC_ij B_pj, i.e. dL/dA = dL/dC B^T, and likewise
+dL/dB = A^T dL/dC. Batched products follow the same rule per matrix, with
+any broadcast batch axes summed away.
+"""
+from ..autograd import Function
+from ..backend import get_array_module, is_floating
+from .elementwise import unbroadcast
+
+
+def check_same_float_dtype(op, **arrays):
+    """Products do not mix float32 and float64 silently (PyTorch refuses too)."""
+    dtypes = {name: a.dtype for name, a in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
+        raise TypeError(f"{op}: inputs must have one dtype, got {listed}; convert with .to(dtype)")
+    for name, a in arrays.items():
+        if not is_floating(a.dtype):
+            raise TypeError(f"{op}: expected floating-point inputs, {name} is {a.dtype}")
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        check_same_float_dtype("matmul", a=a, b=b)
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: both inputs need at least one dimension, got shapes {a.shape} and {b.shape}")
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else -1]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit: the last axis of the first "
+                             f"({a.shape[-1]}) must equal the {'second-to-' if b.ndim > 1 else ''}last of the second")
+        self.save_for_backward(a, b)
+        xp = get_array_module(a)
+        try:
+            return xp.matmul(a, b)
+        except ValueError:
+            raise ValueError(f"matmul: batch axes of shapes {a.shape} and {b.shape} cannot be broadcast") from None
+
+    def backward(self, grad):
+        a, b = self.saved
+        xp = get_array_module(a)
+        # Vectors act as a row (a) or a column (b) matrix; restore that shape first.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            grad = xp.expand_dims(grad, -2)
+        if b.ndim == 1:
+            grad = xp.expand_dims(grad, -1)
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:  # dL/dA = dL/dC B^T
+            grad_a = unbroadcast(xp.matmul(grad, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+        if self.needs_input_grad[1]:  # dL/dB = A^T dL/dC
+            grad_b = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), grad), b2.shape).reshape(b.shape)
+        return grad_a, grad_b
+
+
+class Linear(Function):
+    """y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch.
+
+    Keras' Dense keeps the transpose, (in, out): ``Dense(n)(x)`` is
+    ``x @ kernel + bias``.
+    """
+
+    def forward(self, x, weight, bias=None):
+        if x.ndim < 1 or weight.ndim != 2:
+            raise ValueError(f"linear: expected weight of shape (out_features, in_features) and input "
+                             f"(..., in_features), got input {x.shape}, weight {weight.shape}")
+        if x.shape[-1] != weight.shape[1]:
+            raise ValueError(f"linear: input has {x.shape[-1]} features but weight expects "
+                             f"{weight.shape[1]} (input {x.shape}, weight {weight.shape})")
+        if bias is not None and bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+        check_same_float_dtype("linear", input=x, weight=weight, **({} if bias is None else {"bias": bias}))
+        self.save_for_backward(x, weight)
+        out = x @ weight.T
+        if bias is not None:
+            out += bias
+        return out
+
+    def backward(self, grad):
+        # y = x W^T + b: dL/dx = dL/dy W, dL/dW = dL/dy^T x, dL/db = sum of dL/dy over rows
+        x, weight = self.saved
+        grad_x = grad @ weight if self.needs_input_grad[0] else None
+        grad_w = grad_b = None
+        rows = grad.reshape(-1, grad.shape[-1])
+        if self.needs_input_grad[1]:
+            grad_w = rows.T @ x.reshape(-1, x.shape[-1])
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            grad_b = rows.sum(axis=0)
+        return grad_x, grad_w, grad_b

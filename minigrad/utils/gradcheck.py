@@ -1,0 +1,72 @@
+"""Check backward rules against finite differences.
+
+For a scalar function L(x), the central difference
+(L(x + eps e_i) - L(x - eps e_i)) / (2 eps) approximates dL/dx_i with an
+error of order eps^2. To check an op y = f(x) with a tensor output, we pick a
+fixed random weighting v and check L = sum(v * f(x)): its gradient, v
+pushed back through every backward rule, must equal the finite differences
+of L for every element of every input. A wrong rule shows up for almost any
+v, and it costs one backward and two forward passes per input element.
+"""
+import numpy as np
+
+from .. import backend
+from ..autograd import no_grad
+
+
+class GradcheckError(RuntimeError):
+    """A backward rule disagrees with finite differences."""
+
+
+def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
+    """True if the gradients of ``fn(*inputs)`` match central differences; else raise.
+
+    ``inputs`` are tensors; those with ``requires_grad=True`` are checked and
+    must be float64 (float32 rounding swamps the finite differences).
+    ``fn`` returns a tensor. The error names the input and the worst element.
+    """
+    from ..tensor import Tensor
+    checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check")
+    for i in checked:
+        if inputs[i].dtype != np.float64:
+            raise ValueError(f"gradcheck: input {i} is {inputs[i].dtype}; use float64 "
+                             "(finite differences in float32 are too coarse to compare)")
+    output = fn(*inputs)
+    if not isinstance(output, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, it returned {type(output).__name__}")
+    xp = backend.get_array_module(output.data)
+    weights = xp.asarray(np.random.default_rng(0).standard_normal(output.shape))
+
+    def weighted_sum():
+        with no_grad():
+            return float((fn(*inputs).data * weights).sum())
+
+    for i in checked:
+        inputs[i].grad = None
+        # the nudging below writes through a flat view, which needs contiguous data
+        inputs[i].data = xp.ascontiguousarray(inputs[i].data)
+    output.backward(weights.astype(output.dtype))
+
+    for i in checked:
+        tensor = inputs[i]
+        analytic = np.zeros(tensor.shape) if tensor.grad is None else tensor.grad.numpy()
+        numeric = np.zeros(tensor.shape)
+        flat = tensor.data.reshape(-1)  # a view: nudging it nudges the input
+        for j in range(flat.size):
+            original = float(flat[j])
+            flat[j] = original + eps
+            plus = weighted_sum()
+            flat[j] = original - eps
+            minus = weighted_sum()
+            flat[j] = original
+            numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
+        error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
+        if (error > 0).any():
+            worst = np.unravel_index(np.argmax(error), tensor.shape)
+            raise GradcheckError(
+                f"gradcheck: input {i} (shape {tensor.shape}) at index {tuple(int(k) for k in worst)}: "
+                f"backward gives {analytic[worst]:.8g}, finite differences give {numeric[worst]:.8g} "
+                f"({int((error > 0).sum())} of {error.size} elements off)")
+    return True
