@@ -162,53 +162,57 @@ class Tensor:
 
     # ----- arithmetic (with broadcasting) --------------------------------------
     def _operand(self, other):
-        """Turn a Python number or array into a tensor of a matching dtype, on our device."""
+        """Turn a Python number or array into a tensor on our device (numbers take our dtype)."""
         if isinstance(other, Tensor):
             return other
         xp = backend.get_array_module(self.data)
         if isinstance(other, (bool, int, float)):
-            if backend.is_floating(self.dtype) or not isinstance(other, float):
-                dtype = self.dtype
-            else:
-                dtype = backend.default_float_dtype
-            return Tensor._from_array(xp.asarray(other, dtype=dtype))
+            return Tensor._from_array(xp.asarray(other, dtype=self.dtype))
         return Tensor._from_array(xp.asarray(other))
 
+    def _binary(self, op, other, reverse=False):
+        """Apply a binary node; ``reverse`` for ``2 - t`` style calls (other op self)."""
+        this = self
+        if (isinstance(other, float) or op is elementwise.Div) and not backend.is_floating(self.dtype):
+            this = self.to(dtype=backend.default_float_dtype)  # int tensor * 0.5 is float32, as in PyTorch
+        other = this._operand(other)
+        return op.apply(other, this) if reverse else op.apply(this, other)
+
     def __add__(self, other):
-        return elementwise.Add.apply(self, self._operand(other))
+        return self._binary(elementwise.Add, other)
 
     def __radd__(self, other):
-        return elementwise.Add.apply(self._operand(other), self)
+        return self._binary(elementwise.Add, other, reverse=True)
 
     def __sub__(self, other):
-        return elementwise.Sub.apply(self, self._operand(other))
+        return self._binary(elementwise.Sub, other)
 
     def __rsub__(self, other):
-        return elementwise.Sub.apply(self._operand(other), self)
+        return self._binary(elementwise.Sub, other, reverse=True)
 
     def __mul__(self, other):
-        return elementwise.Mul.apply(self, self._operand(other))
+        return self._binary(elementwise.Mul, other)
 
     def __rmul__(self, other):
-        return elementwise.Mul.apply(self._operand(other), self)
+        return self._binary(elementwise.Mul, other, reverse=True)
 
     def __truediv__(self, other):
-        return elementwise.Div.apply(self, self._operand(other))
+        return self._binary(elementwise.Div, other)
 
     def __rtruediv__(self, other):
-        return elementwise.Div.apply(self._operand(other), self)
+        return self._binary(elementwise.Div, other, reverse=True)
 
     def __pow__(self, other):
-        return elementwise.Pow.apply(self, self._operand(other))
+        return self._binary(elementwise.Pow, other)
 
     def __rpow__(self, other):
-        return elementwise.Pow.apply(self._operand(other), self)
+        return self._binary(elementwise.Pow, other, reverse=True)
 
     def __matmul__(self, other):
-        return matmul.MatMul.apply(self, self._operand(other))
+        return self._binary(matmul.MatMul, other)
 
     def __rmatmul__(self, other):
-        return matmul.MatMul.apply(self._operand(other), self)
+        return self._binary(matmul.MatMul, other, reverse=True)
 
     def __neg__(self):
         return elementwise.Neg.apply(self)

@@ -58,4 +58,4 @@ def check_op(mg_fn, torch_fn, *arrays, rtol=1e-7, atol=1e-10, seed=0):
 
 def randn(*shape, seed=0):
     """float64 test data, reproducible per seed."""
-    return np.random.default_rng(seed).standard_normal(shape)
+    return np.asarray(np.random.default_rng(seed).standard_normal(shape))

@@ -42,10 +42,10 @@ class MatMul(Function):
         # Vectors act as a row (a) or a column (b) matrix; restore that shape first.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1:
-            grad = xp.expand_dims(grad, -2)
         if b.ndim == 1:
-            grad = xp.expand_dims(grad, -1)
+            grad = grad[..., None]
+        if a.ndim == 1:
+            grad = grad[..., None, :]
         grad_a = grad_b = None
         if self.needs_input_grad[0]:  # dL/dA = dL/dC B^T
             grad_a = unbroadcast(xp.matmul(grad, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
