@@ -50,9 +50,10 @@ class Function:
 
     In ``forward`` a subclass keeps what ``backward`` needs with
     ``self.save_for_backward(...)`` (arrays, freed after backward) or as plain
-    attributes (shapes, axes: small things). ``self.needs_input_grad[i]`` tells
-    ``backward`` whether input i wants a gradient, so it can skip work; it may
-    return None for an input that needs none. An optional input (a missing
+    attributes (shapes, axes: small things). ``self.needs_input_grad[i]``, set
+    before ``forward`` runs, tells whether input i wants a gradient, so a node
+    can skip saving or computing what nobody needs; ``backward`` may return
+    None for an input that needs none. An optional input (a missing
     bias) is passed to ``apply`` as None and reaches ``forward`` as None.
     """
 
@@ -77,16 +78,17 @@ class Function:
                 raise RuntimeError(
                     f"{node.name}: all inputs must be on one device, got {inputs[0].device} "
                     f"and {tensor.device}; move them with .to(device)")
+        recording = is_grad_enabled()
+        node.needs_input_grad = [recording and tensor is not None and tensor.requires_grad
+                                 for tensor in inputs]
         result = node.forward(*arrays)
         if isinstance(result, np.generic):  # NumPy turns 0-d results into scalars
             result = np.asarray(result)
         output = Tensor._from_array(result)
-        needs_grad = [tensor is not None and tensor.requires_grad for tensor in inputs]
-        if is_grad_enabled() and any(needs_grad):
+        if any(node.needs_input_grad):
             node.inputs = inputs
-            node.needs_input_grad = needs_grad
             output.grad_fn = node
-            output.requires_grad = True
+            output._requires_grad = True
         return output
 
     @property

@@ -1,0 +1,160 @@
+"""2-D convolution as one matrix product: im2col, Conv2d, col2im.
+
+A convolution layer (a cross-correlation, as in every framework) computes,
+for input x padded to ``padded`` and stride (sh, sw),
+
+    out[n, o, y, x] = b[o] + sum_{c,i,j} W[o, c, i, j] padded[n, c, sh y + i, sw x + j].
+
+``im2col`` copies every kernel window into a column,
+cols[n, (c, i, j), (y, x)] = padded[n, c, sh y + i, sw x + j], so that
+out[n] = W2 cols[n] with W2 = W.reshape(O, C kH kW): one matrix product.
+Backward is that product's rule (see matmul.py): dL/dW2 = sum_n dL/dout[n] cols[n]^T,
+dL/dcols[n] = W2^T dL/dout[n]. A pixel was copied into every window that
+covers it, so ``col2im``, the adjoint of the copy, adds each column entry back
+onto the pixel it came from. The pooling nodes (pool.py) reuse both helpers.
+"""
+import numbers
+
+from ..autograd import Function
+from ..backend import get_array_module
+from .matmul import check_same_float_dtype
+
+
+def as_pair(value, name, op):
+    """An int or a pair of ints as a pair: ``3`` -> ``(3, 3)``."""
+    if isinstance(value, numbers.Integral):
+        value = (value, value)
+    if not (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, numbers.Integral) for v in value)):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def check_windows(op, x, kernel_size, padding):
+    """x must be NCHW, and the kernel must fit inside it once padded."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected input of shape (N, C, H, W), got {x.shape}")
+    (top, bottom), (left, right) = padding
+    padded_size = (x.shape[2] + top + bottom, x.shape[3] + left + right)
+    if kernel_size[0] > padded_size[0] or kernel_size[1] > padded_size[1]:
+        raise ValueError(f"{op}: kernel {kernel_size} is larger than the padded input {padded_size} "
+                         f"(input {x.shape}, padding {padding})")
+
+
+def im2col(x, kernel_size, stride, padding, pad_value=0):
+    """Every kernel window of x, as an array of shape (N, C, kH, kW, Ho, Wo).
+
+    ``padding`` is ((top, bottom), (left, right)). One strided slice copy per
+    kernel offset (i, j), kH kW in all, rather than one per window: the slice
+    holds the pixel at offset (i, j) of every window at once. The result is
+    contiguous, so reshaping it to (N, C kH kW, Ho Wo) costs nothing.
+    """
+    xp = get_array_module(x)
+    (kernel_h, kernel_w), (stride_h, stride_w) = kernel_size, stride
+    (top, bottom), (left, right) = padding
+    if top or bottom or left or right:
+        x = xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value)
+    n, c, h, w = x.shape
+    out_h, out_w = (h - kernel_h) // stride_h + 1, (w - kernel_w) // stride_w + 1
+    cols = xp.empty((n, c, kernel_h, kernel_w, out_h, out_w), dtype=x.dtype)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            cols[:, :, i, j] = x[:, :, i:i + stride_h * out_h:stride_h, j:j + stride_w * out_w:stride_w]
+    return cols
+
+
+def col2im(cols, x_shape, stride, padding):
+    """The adjoint of im2col: sum each entry of cols back onto its pixel of an x_shape array.
+
+    Windows overlap when the stride is smaller than the kernel, so a pixel
+    collects one term from every window that covers it; the padding, which
+    is no input, is cropped off at the end.
+    """
+    xp = get_array_module(cols)
+    n, c, kernel_h, kernel_w, out_h, out_w = cols.shape
+    (stride_h, stride_w), ((top, bottom), (left, right)) = stride, padding
+    h, w = x_shape[2:]
+    padded = xp.zeros((n, c, h + top + bottom, w + left + right), dtype=cols.dtype)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            padded[:, :, i:i + stride_h * out_h:stride_h, j:j + stride_w * out_w:stride_w] += cols[:, :, i, j]
+    return padded[:, :, top:top + h, left:left + w]
+
+
+def same_padding(kernel_size):
+    """Padding that keeps H and W at stride 1: k - 1 in total, the extra one (even k) at the bottom/right.
+
+    TF/Keras ``padding="same"`` and PyTorch ``padding="same"`` split it the same way.
+    """
+    return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size)
+
+
+class Conv2d(Function):
+    """2-D convolution of NCHW input with weight (out_channels, in_channels, kH, kW).
+
+    ``padding`` is an int, a pair (rows, columns), ``"same"`` (stride 1 only)
+    or ``"valid"`` (no padding), the last two as TF/Keras spell them. Keras
+    stores its kernel as (kH, kW, in_channels, out_channels) and its images as
+    NHWC; transpose both to use its weights here.
+    """
+
+    def __init__(self, stride=1, padding=0):
+        self.stride = as_pair(stride, "stride", "conv2d")
+        if min(self.stride) < 1:
+            raise ValueError(f"conv2d: stride must be at least 1, got {stride!r}")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions "
+                                 f"(stride {self.stride}); give the padding as numbers")
+            self.padding = padding if padding == "same" else ((0, 0), (0, 0))
+        else:
+            rows, columns = as_pair(padding, "padding", "conv2d")
+            if rows < 0 or columns < 0:
+                raise ValueError(f"conv2d: padding must not be negative, got {padding!r}")
+            self.padding = ((rows, rows), (columns, columns))
+
+    def forward(self, x, weight, bias=None):
+        if weight.ndim != 4:
+            raise ValueError(f"conv2d: expected weight of shape (out_channels, in_channels, kH, kW), "
+                             f"got {weight.shape} (input {x.shape})")
+        out_channels, in_channels, kernel_h, kernel_w = weight.shape
+        if self.padding == "same":  # now that the kernel size is known
+            self.padding = same_padding((kernel_h, kernel_w))
+        check_windows("conv2d", x, (kernel_h, kernel_w), self.padding)
+        if x.shape[1] != in_channels:
+            raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects {in_channels} "
+                             f"(input {x.shape}, weight {weight.shape})")
+        if bias is not None and bias.shape != (out_channels,):
+            raise ValueError(f"conv2d: bias must have shape ({out_channels},) to match weight "
+                             f"{weight.shape}, got {bias.shape}")
+        check_same_float_dtype("conv2d", input=x, weight=weight, **({} if bias is None else {"bias": bias}))
+        cols = im2col(x, (kernel_h, kernel_w), self.stride, self.padding)
+        n, out_h, out_w = x.shape[0], cols.shape[4], cols.shape[5]
+        cols = cols.reshape(n, in_channels * kernel_h * kernel_w, out_h * out_w)
+        self.x_shape = x.shape
+        self.save_for_backward(cols, weight)
+        out = weight.reshape(out_channels, -1) @ cols  # (N, O, Ho Wo)
+        if bias is not None:
+            out += bias[:, None]
+        return out.reshape(n, out_channels, out_h, out_w)
+
+    def backward(self, grad):
+        cols, weight = self.saved
+        xp = get_array_module(grad)
+        n, out_channels, out_h, out_w = grad.shape
+        grad = grad.reshape(n, out_channels, out_h * out_w)
+        grad_x = grad_weight = grad_bias = None
+        if self.needs_input_grad[0]:
+            # dL/dcols[n] = W2^T dL/dout[n]; col2im adds each column back onto its pixel
+            grad_cols = weight.reshape(out_channels, -1).T @ grad
+            grad_cols = grad_cols.reshape(self.x_shape[:2] + weight.shape[2:] + (out_h, out_w))
+            grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding)
+        if self.needs_input_grad[1]:
+            # dL/dW2 = sum_n dL/dout[n] cols[n]^T: contract over the batch and the positions
+            grad_weight = xp.tensordot(grad, cols, axes=([0, 2], [0, 2])).reshape(weight.shape)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            # b[o] is added to every position of every image in channel o
+            grad_bias = grad.sum(axis=(0, 2))
+        return grad_x, grad_weight, grad_bias
