@@ -1,0 +1,34 @@
+"""Dropout: during training, zero each element with probability p.
+
+Inverted dropout scales the survivors by 1/(1-p), so each element's expected
+value is unchanged and inference needs no rescaling (the functional wrapper
+returns x itself when not training). TF 1's ``tf.nn.dropout`` takes
+``keep_prob`` = 1 - p; Keras' ``Dropout(rate)`` takes p, as here.
+"""
+from ..autograd import Function
+from ..backend import generator, get_array_module, is_floating
+
+
+class Dropout(Function):
+    def __init__(self, p=0.5):
+        if not 0 <= p <= 1:
+            raise ValueError(f"dropout: p is the probability of zeroing an element and must be "
+                             f"in [0, 1], got {p!r} (TF's keep_prob k is p = 1 - k)")
+        self.p = p
+
+    def forward(self, x):
+        if not is_floating(x.dtype):
+            raise TypeError(f"dropout: expected a floating-point input, got {x.dtype}")
+        xp = get_array_module(x)
+        if self.p == 1:
+            mask = xp.zeros_like(x)  # everything dropped: no survivors to scale by 1/0
+        else:
+            keep = generator(xp).random(x.shape) >= self.p  # True with probability 1 - p
+            mask = keep.astype(x.dtype) * (1 / (1 - self.p))
+        self.save_for_backward(mask)
+        return x * mask
+
+    def backward(self, grad):
+        # y = x mask, so dy/dx = mask: dropped elements pass no gradient
+        mask, = self.saved
+        return grad * mask
