@@ -71,6 +71,10 @@ class Function:
         """Run the node on tensors and, if any input needs a gradient, record it."""
         from .tensor import Tensor
         node = cls(**options)
+        for tensor in inputs:
+            if tensor is not None and not isinstance(tensor, Tensor):
+                raise TypeError(f"{node.name}: expected Tensor inputs, got a {type(tensor).__name__}; "
+                                "wrap arrays with mg.tensor(...)")
         arrays = [None if tensor is None else tensor.data for tensor in inputs]
         on_gpu = is_cupy_array(arrays[0])
         for other, tensor in zip(arrays[1:], inputs[1:]):

@@ -147,3 +147,9 @@ def test_gradient_keeps_the_leaf_dtype_across_casts():
     (w.to(mg.float64) * mg.tensor(np.array([3.0, 4.0]))).sum().backward()
     assert w.grad.dtype == mg.float32
     np.testing.assert_allclose(w.grad.numpy(), [3.0, 4.0])
+
+
+def test_an_array_given_to_an_op_is_a_type_error_naming_the_op():
+    from minigrad.ops.elementwise import Add
+    with pytest.raises(TypeError, match="Add: expected Tensor inputs, got a ndarray.*mg.tensor"):
+        Add.apply(mg.tensor([1.0]), np.array([1.0]))
