@@ -1,0 +1,15 @@
+"""The networks of the seed documents, one module each, built from minigrad.nn.
+
+``build(name, **options)`` makes a model by its SEED_MODELS.md name;
+``DEFAULTS[name]`` holds the seed's own training settings.
+"""
+from . import mnist_bn
+
+MODELS = {"mnist_bn": mnist_bn}
+DEFAULTS = {name: module.DEFAULTS for name, module in MODELS.items()}
+
+
+def build(name, **options):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name].build(**options)
