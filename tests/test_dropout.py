@@ -4,7 +4,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.ops.dropout import Dropout
-from oracle import randn
+from oracle import check_grad, randn
 
 
 def dropped(x, p, seed=None):
@@ -82,3 +82,9 @@ def test_p_outside_zero_one_is_an_error(p):
 def test_integer_input_is_an_error():
     with pytest.raises(TypeError, match="dropout: expected a floating-point input, got int64"):
         Dropout.apply(mg.tensor(np.arange(4)))
+
+
+@pytest.mark.parametrize("p", [0.3, 0.6])
+def test_finite_differences_with_a_fixed_mask(p):
+    # reseeding inside the function gives every forward of gradcheck the same mask
+    check_grad(lambda x: dropped(x, p, seed=7), randn(4, 5, seed=3))
