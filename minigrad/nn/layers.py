@@ -167,37 +167,34 @@ class BatchNorm2d(_BatchNorm):
     feature_name = "channels"
 
 
-class MaxPool2d(Module):
-    """The maximum of each kernel_size window; stride defaults to kernel_size. Keras: ``MaxPooling2D``."""
+class _Pool2d(Module):
+    """Window, stride (default: the window, so windows do not overlap) and padding of a pooling layer."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """The maximum of each kernel_size window. Keras: ``MaxPooling2D``."""
 
     def forward(self, x):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                "dilation=1, ceil_mode=False")
+        return super().extra_repr() + ", dilation=1, ceil_mode=False"
 
 
-class AvgPool2d(Module):
-    """The mean of each kernel_size window; stride defaults to kernel_size. Keras: ``AveragePooling2D``."""
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding = padding
+class AvgPool2d(_Pool2d):
+    """The mean of each kernel_size window (zero padding counted). Keras: ``AveragePooling2D``."""
 
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AdaptiveAvgPool2d(Module):
