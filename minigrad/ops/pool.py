@@ -1,14 +1,16 @@
 """Pooling: the maximum or the mean of each window, and the global average.
 
-Pooling slides the same windows over the input as a convolution does, so it
-reuses conv.py's helpers: ``im2col`` gathers the windows as an array of shape
-(N, C, kH, kW, Ho, Wo), forward reduces each window to one number, and
-backward writes the gradient of every window entry and lets ``col2im`` add
-it back onto the pixels (a pixel in two overlapping windows gets both terms).
+Pooling slides windows over the input as a convolution does, but each
+window reduces on its own, so no matrix is needed: for every offset (i, j)
+inside the window, one strided slice of the (padded) input holds entry
+(i, j) of all windows at once (conv.py's ``window_slices``). Forward folds
+those kH kW slices together, elementwise; backward adds each slice's share
+of the gradient back through the same slices, so a pixel in two overlapping
+windows receives both terms.
 """
 from ..autograd import Function
 from ..backend import get_array_module, is_floating
-from .conv import as_pair, check_windows, col2im, im2col
+from .conv import as_pair, check_windows, output_size, pad2d, window_slices
 
 
 class _Pool2d(Function):
@@ -34,12 +36,30 @@ class _Pool2d(Function):
         self.padding = ((rows, rows), (columns, columns))
 
     def windows(self, x, pad_value):
-        """Check x and gather its windows, (N, C, kH, kW, Ho, Wo)."""
+        """Check x and pad it: (padded x, the slices that hold each window offset, row-major)."""
         check_windows(self.op, x, self.kernel_size, self.padding)
         if not is_floating(x.dtype):
             raise TypeError(f"{self.op}: expected a floating-point input, got {x.dtype} (input {x.shape})")
         self.x_shape = x.shape
-        return im2col(x, self.kernel_size, self.stride, self.padding, pad_value)
+        out_size = output_size(x.shape[2:], self.kernel_size, self.stride, self.padding)
+        return pad2d(x, self.padding, pad_value), self.slices(out_size)
+
+    def slices(self, out_size):
+        return [window for _, window in window_slices(self.kernel_size, self.stride, out_size)]
+
+    def scatter(self, shares):
+        """Add each window offset's share of the gradient back onto the input's pixels.
+
+        ``shares`` yields (slice, gradient share) pairs; the padding is cropped off at the end.
+        """
+        (top, bottom), (left, right) = self.padding
+        n, c, h, w = self.x_shape
+        padded = None
+        for window, share in shares:
+            if padded is None:
+                padded = get_array_module(share).zeros((n, c, h + top + bottom, w + left + right), dtype=share.dtype)
+            padded[window] += share
+        return padded[:, :, top:top + h, left:left + w]
 
 
 class MaxPool2d(_Pool2d):
@@ -54,22 +74,25 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         xp = get_array_module(x)
-        cols = self.windows(x, pad_value=-xp.inf)
-        n, c, kernel_h, kernel_w, out_h, out_w = cols.shape
-        cols = cols.reshape(n, c, kernel_h * kernel_w, out_h, out_w)
-        # argmax picks the first maximum; a window of up to 256 entries indexes in a uint8
-        argmax = cols.argmax(axis=2).astype(xp.min_scalar_type(kernel_h * kernel_w - 1))
-        self.save_for_backward(argmax)
-        return cols.max(axis=2)
+        padded, slices = self.windows(x, pad_value=-xp.inf)
+        out = padded[slices[0]].copy()
+        for window in slices[1:]:
+            xp.maximum(out, padded[window], out=out)
+        # For backward, mark in each offset's slice the entries that are their
+        # window's maximum, each window once: the first hit (row-major) wins ties.
+        taken = xp.zeros(out.shape, dtype=bool)
+        winners = []
+        for window in slices:
+            hit = padded[window] == out
+            hit &= ~taken
+            taken |= hit
+            winners.append(hit)
+        self.save_for_backward(*winners)
+        return out
 
     def backward(self, grad):
         # d max/d x_k = 1 for the window's chosen maximum k, 0 for its other entries
-        argmax, = self.saved
-        xp = get_array_module(grad)
-        kernel_h, kernel_w = self.kernel_size
-        offsets = xp.arange(kernel_h * kernel_w).reshape(kernel_h, kernel_w, 1, 1)
-        grad_cols = (argmax[:, :, None, None] == offsets) * grad[:, :, None, None]
-        return col2im(grad_cols, self.x_shape, self.stride, self.padding)
+        return self.scatter((window, grad * hit) for window, hit in zip(self.slices(grad.shape[2:]), self.saved))
 
 
 class AvgPool2d(_Pool2d):
@@ -82,16 +105,16 @@ class AvgPool2d(_Pool2d):
     op = "avg_pool2d"
 
     def forward(self, x):
-        return self.windows(x, pad_value=0).mean(axis=(2, 3))
+        padded, slices = self.windows(x, pad_value=0)
+        out = padded[slices[0]].copy()
+        for window in slices[1:]:
+            out += padded[window]
+        return out / len(slices)
 
     def backward(self, grad):
         # mean = sum / (kH kW): each entry of the window gets grad / (kH kW)
-        xp = get_array_module(grad)
-        kernel_h, kernel_w = self.kernel_size
-        n, c, out_h, out_w = grad.shape
-        grad_cols = xp.broadcast_to((grad / (kernel_h * kernel_w))[:, :, None, None],
-                                    (n, c, kernel_h, kernel_w, out_h, out_w))
-        return col2im(grad_cols, self.x_shape, self.stride, self.padding)
+        share = grad / (self.kernel_size[0] * self.kernel_size[1])
+        return self.scatter((window, share) for window in self.slices(grad.shape[2:]))
 
 
 class AdaptiveAvgPool2d(Function):
