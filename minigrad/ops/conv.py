@@ -21,7 +21,7 @@ output (O, N, ...) to (N, O, ...), which is cheap next to the products.
 import numbers
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import get_array_module, run_in_parallel
 from .matmul import check_same_float_dtype
 
 
@@ -78,15 +78,20 @@ def im2col(x, kernel_size, stride, padding):
     ``padding`` is ((top, bottom), (left, right)). One strided slice copy per
     kernel offset (i, j), kH kW in all, rather than one per window: the slice
     holds the pixel at offset (i, j) of every window at once. The result is
-    contiguous, so reshaping it to (C kH kW, N Ho Wo) costs nothing.
+    contiguous, so reshaping it to (C kH kW, N Ho Wo) costs nothing. On the
+    CPU the offsets are shared out among threads (see ``run_in_parallel``).
     """
     xp = get_array_module(x)
     n, c = x.shape[:2]
     out_h, out_w = output_size(x.shape[2:], kernel_size, stride, padding)
     channels_first = pad2d(x.transpose(1, 0, 2, 3), padding)  # (C, N, H, W)
     cols = xp.empty((c, *kernel_size, n, out_h, out_w), dtype=x.dtype)
-    for (i, j), window in window_slices(kernel_size, stride, (out_h, out_w)):
-        cols[:, i, j] = channels_first[window]
+    windows = window_slices(kernel_size, stride, (out_h, out_w))
+
+    def copy(part):
+        for (i, j), window in part:
+            cols[:, i, j] = channels_first[window]
+    run_in_parallel(copy, windows, x)
     return cols
 
 
@@ -95,15 +100,22 @@ def col2im(cols, x_shape, stride, padding):
 
     Windows overlap when the stride is smaller than the kernel, so a pixel
     collects one term from every window that covers it; the padding, which
-    is no input, is cropped off at the end.
+    is no input, is cropped off at the end. On the CPU the channels are
+    shared out among threads: each channel's sums stay in one thread, in a
+    fixed order, so the result does not depend on the thread count.
     """
     xp = get_array_module(cols)
     c, kernel_h, kernel_w, n, out_h, out_w = cols.shape
     (top, bottom), (left, right) = padding
     h, w = x_shape[2:]
     padded = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=cols.dtype)
-    for (i, j), window in window_slices((kernel_h, kernel_w), stride, (out_h, out_w)):
-        padded[window] += cols[:, i, j]
+    windows = window_slices((kernel_h, kernel_w), stride, (out_h, out_w))
+
+    def add(channels):
+        for channel in channels:
+            for (i, j), window in windows:
+                padded[channel][window] += cols[channel, i, j]
+    run_in_parallel(add, range(c), cols)
     return xp.ascontiguousarray(padded[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3))
 
 
