@@ -23,8 +23,6 @@ eps aside, absorbs it), so the gradient must be orthogonal to x_hat. With 1/m ta
 
     dL/dx = gamma inv_std / m (m dL/dy - sum(dL/dy) - x_hat sum(dL/dy x_hat)).
 """
-import math
-
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array, is_floating
 from .matmul import check_same_float_dtype
@@ -86,16 +84,15 @@ class BatchNorm(Function):
     def forward(self, x, weight=None, bias=None):
         self._check_inputs(x, weight, bias)
         xp = get_array_module(x)
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)
         per_channel = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # broadcasts a (C,) array against x
-        count = math.prod(x.shape[axis] for axis in axes)  # m, the values per channel
+        count = x.size // x.shape[1]  # m, the values per channel
         if self.training:
             if count < 2:
                 raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                                  f"got input of shape {x.shape}")
-            mean = x.mean(axis=axes)
+            mean = channel_sum(x) / count
             centered = x - mean.reshape(per_channel)
-            var = (centered * centered).mean(axis=axes)  # biased: divides by m, as in the formula
+            var = channel_sum(centered, centered) / count  # biased: divides by m, as in the formula
             if self.running_mean is not None:
                 # the running variance estimates the population's, so it takes the unbiased m/(m-1) var
                 momentum = self.momentum
@@ -105,12 +102,14 @@ class BatchNorm(Function):
             mean = self.running_mean.astype(x.dtype, copy=False)
             var = self.running_var.astype(x.dtype, copy=False)
             centered = x - mean.reshape(per_channel)
-        inv_std = 1 / xp.sqrt(var + self.eps)
-        x_hat = centered * inv_std.reshape(per_channel)
-        out = x_hat if weight is None else x_hat * weight.reshape(per_channel)
+        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype, copy=False)
+        x_hat = centered
+        x_hat *= inv_std.reshape(per_channel)  # in place: centered is not needed any more
+        # y = gamma x_hat + beta in one new array, updated in place
+        out = x_hat.copy() if weight is None else x_hat * weight.reshape(per_channel)
         if bias is not None:
-            out = out + bias.reshape(per_channel)
-        self.axes, self.per_channel, self.count = axes, per_channel, count
+            out += bias.reshape(per_channel)
+        self.per_channel, self.count = per_channel, count
         self.save_for_backward(x_hat, inv_std, weight)
         return out
 
@@ -120,20 +119,33 @@ class BatchNorm(Function):
         grad_x = grad_weight = grad_bias = None
         fused = needs_x and self.training  # the training rule for x needs both channel sums
         # y = gamma x_hat + beta: dy/dbeta = 1, dy/dgamma = x_hat, summed over each channel
-        sum_grad = grad.sum(axis=self.axes) if needs_bias or fused else None
-        sum_grad_x_hat = (grad * x_hat).sum(axis=self.axes) if needs_weight or fused else None
+        sum_grad = channel_sum(grad) if needs_bias or fused else None
+        sum_grad_x_hat = channel_sum(grad, x_hat) if needs_weight or fused else None
         if needs_bias:
             grad_bias = sum_grad
         if needs_weight:
             grad_weight = sum_grad_x_hat
         if needs_x:
             scale = inv_std if weight is None else weight * inv_std
+            grad_x = grad * scale.reshape(self.per_channel)  # mu and var constant (eval): dy/dx = gamma inv_std
             if fused:
-                # dL/dx = gamma inv_std / m (m g - sum g - x_hat sum(g x_hat)), derived above
-                grad_x = (scale / self.count).reshape(self.per_channel) * (
-                    self.count * grad - sum_grad.reshape(self.per_channel)
-                    - x_hat * sum_grad_x_hat.reshape(self.per_channel))
-            else:
-                # mu and var are constants at inference: dy/dx = gamma inv_std
-                grad_x = grad * scale.reshape(self.per_channel)
+                # dL/dx = gamma inv_std / m (m g - sum g - x_hat sum(g x_hat)), derived above, as
+                # grad_x above minus two per-channel terms, subtracted in place (no m-sized temporaries but one)
+                grad_x -= x_hat * (scale * sum_grad_x_hat / self.count).reshape(self.per_channel)
+                grad_x -= (scale * sum_grad / self.count).reshape(self.per_channel)
         return grad_x, grad_weight, grad_bias
+
+
+def channel_sum(a, b=None):
+    """Per-channel sum of a (or of a * b) over every axis but 1, for (N, C) or (N, C, H, W) arrays.
+
+    ``einsum`` reads the operands once and multiplies as it sums, so sum(a * b)
+    costs no temporary the size of the batch, and is about twice as fast as
+    NumPy's ``sum`` over the non-adjacent axes (0, 2, 3).
+    """
+    xp = get_array_module(a)
+    n, c = a.shape[:2]
+    a = a.reshape(n, c, -1)
+    if b is None:
+        return xp.einsum("ncp->c", a)
+    return xp.einsum("ncp,ncp->c", a, b.reshape(n, c, -1))
