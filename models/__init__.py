@@ -3,9 +3,10 @@
 ``build(name, **options)`` makes a model by its SEED_MODELS.md name;
 ``DEFAULTS[name]`` holds the seed's own training settings.
 """
-from . import mnist_bn
+from . import catsdogs_deep, catsdogs_logreg, catsdogs_wide, cifar_bn, mlp_bn, mnist_bn
 
-MODELS = {"mnist_bn": mnist_bn}
+MODELS = {"mnist_bn": mnist_bn, "cifar_bn": cifar_bn, "catsdogs_logreg": catsdogs_logreg,
+          "catsdogs_wide": catsdogs_wide, "catsdogs_deep": catsdogs_deep, "mlp_bn": mlp_bn}
 DEFAULTS = {name: module.DEFAULTS for name, module in MODELS.items()}
 
 
