@@ -1,0 +1,284 @@
+"""Time minigrad against PyTorch on the seed networks, in one run, side by side.
+
+For each model and batch size: the median time of a full training step
+(forward, cross-entropy, backward, Adam step) over repeated runs after a
+warm-up, for minigrad and, alternating with it, for the identical network in
+PyTorch with the same weights. Then forward + backward of conv2d, max_pool2d
+and batch_norm alone. Prints a table; ``--json FILE`` also saves the numbers.
+
+    python scripts/benchmark.py                       # all seed models, CPU
+    python scripts/benchmark.py --models mnist_bn --batch-sizes 64 256
+    python scripts/benchmark.py --device cuda --json gpu.json
+
+Threads: NumPy's BLAS uses every core unless OPENBLAS_NUM_THREADS (or
+OMP_NUM_THREADS / MKL_NUM_THREADS) says otherwise; PyTorch likewise
+(torch.get_num_threads()). Both counts are printed with the results.
+Memory: the script calls ``mg.backend.reuse_host_memory()`` first, as the
+training script does (``--no-reuse-memory`` to measure without it).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import minigrad as mg  # noqa: E402
+import minigrad.nn.functional as F  # noqa: E402
+from minigrad import nn  # noqa: E402
+from models import build  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+INPUT_SHAPES = {"mnist_bn": (1, 28, 28), "cifar_bn": (3, 32, 32), "mlp_bn": (20,), "catsdogs_logreg": (3, 224, 224),
+                "catsdogs_wide": (3, 224, 224), "catsdogs_deep": (3, 224, 224)}
+CLASSES = {"catsdogs_logreg": 2, "catsdogs_wide": 2, "catsdogs_deep": 2}  # the others have 10
+DEFAULT_BATCHES = {"mnist_bn": [64, 256], "cifar_bn": [64], "mlp_bn": [32], "catsdogs_logreg": [10],
+                   "catsdogs_wide": [10], "catsdogs_deep": [10]}
+
+
+def to_torch(module):
+    """The same network in torch.nn, layer for layer (weights are copied separately)."""
+    tnn = torch.nn
+    if isinstance(module, nn.Sequential):
+        return tnn.Sequential(*[to_torch(layer) for layer in module])
+    if isinstance(module, nn.Conv2d):
+        # padding "same" with an even kernel: torch, like minigrad, puts the extra row/column last
+        return tnn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                          module.padding, bias=module.bias is not None)
+    if isinstance(module, nn.Linear):
+        return tnn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        layer = getattr(tnn, type(module).__name__)(module.num_features, eps=module.eps, momentum=module.momentum)
+        if module.weight is None:
+            layer.register_parameter("weight", None)
+        return layer
+    if isinstance(module, nn.MaxPool2d):
+        return tnn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return tnn.AdaptiveAvgPool2d(1)
+    if isinstance(module, nn.Dropout):
+        return tnn.Dropout(module.p)
+    if isinstance(module, nn.Flatten):
+        return tnn.Flatten(module.start_dim, module.end_dim)
+    if isinstance(module, nn.ReLU):
+        return tnn.ReLU()
+    raise TypeError(f"benchmark: no PyTorch twin for {type(module).__name__}")
+
+
+def median_ms(times):
+    return 1000 * statistics.median(times)
+
+
+def time_alternating(functions, repeats, warmup, synchronize):
+    """Run each function warmup times, then repeats times in turn; the seconds of each run, per function."""
+    for function in functions:
+        for _ in range(warmup):
+            function()
+    synchronize()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, bucket in zip(functions, times):
+            start = time.perf_counter()
+            function()
+            synchronize()
+            bucket.append(time.perf_counter() - start)
+    return times
+
+
+def peak_megabytes(function):
+    """Peak memory NumPy allocated during one call (tracemalloc sees NumPy's buffers), in MB."""
+    tracemalloc.start()
+    function()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2 ** 20
+
+
+def synchronizer(device):
+    if device == "cpu":
+        return lambda: None
+
+    def synchronize():
+        import cupy
+        cupy.cuda.Device().synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
+    return synchronize
+
+
+def model_steps(name, batch_size, device):
+    """A training step of minigrad's model and of its PyTorch twin, on the same data and weights."""
+    mg.manual_seed(0)
+    model = build(name).to(device)
+    optimizer = mg.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    x_array = rng.standard_normal((batch_size, *INPUT_SHAPES[name])).astype(np.float32)
+    y_array = rng.integers(0, CLASSES.get(name, 10), batch_size)
+    x, y = mg.tensor(x_array, device=device), mg.tensor(y_array, device=device)
+
+    def minigrad_step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    if torch is None:
+        return minigrad_step, None
+    torch_device = "cuda" if device.startswith("cuda") else "cpu"
+    twin = to_torch(model).to(torch_device)
+    twin.load_state_dict({key: torch.tensor(value.numpy()) for key, value in model.state_dict().items()})
+    twin_optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    tx, ty = torch.tensor(x_array, device=torch_device), torch.tensor(y_array, device=torch_device)
+
+    def torch_step():
+        loss = torch.nn.functional.cross_entropy(twin(tx), ty)
+        twin_optimizer.zero_grad()
+        loss.backward()
+        twin_optimizer.step()
+
+    return minigrad_step, torch_step
+
+
+def op_cases(device):
+    """(name, minigrad fn, torch fn, input shapes): forward + backward of single ops."""
+    def conv(x, w, b):
+        return F.conv2d(x, w, b, padding=2)
+
+    def pool(x):
+        return F.max_pool2d(x, 2)
+
+    def bn(x, g, b):
+        return F.batch_norm(x, None, None, g, b, training=True)
+    cases = [("conv2d 64x32x14x14, 64 5x5", conv, "conv2d", [(64, 32, 14, 14), (64, 32, 5, 5), (64,)]),
+             ("max_pool2d 64x32x28x28, 2x2", pool, "max_pool2d", [(64, 32, 28, 28)]),
+             ("batch_norm 64x32x28x28, train", bn, "batch_norm", [(64, 32, 28, 28), (32,), (32,)])]
+    torch_fns = {}
+    if torch is not None:
+        tf = torch.nn.functional
+        torch_fns = {"conv2d": lambda x, w, b: tf.conv2d(x, w, b, padding=2),
+                     "max_pool2d": lambda x: tf.max_pool2d(x, 2),
+                     "batch_norm": lambda x, g, b: tf.batch_norm(x, None, None, g, b, training=True)}
+    return [(label, fn, torch_fns.get(key), shapes) for label, fn, key, shapes in cases]
+
+
+def op_steps(fn, torch_fn, shapes, device):
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    inputs = [mg.tensor(a, device=device, requires_grad=True) for a in arrays]
+    upstream = None
+
+    def minigrad_step():
+        nonlocal upstream
+        out = fn(*inputs)
+        if upstream is None:
+            upstream = mg.ones_like(out)
+        out.backward(upstream)
+        for t in inputs:
+            t.grad = None
+
+    if torch_fn is None:
+        return minigrad_step, None
+    torch_device = "cuda" if device.startswith("cuda") else "cpu"
+    twins = [torch.tensor(a, device=torch_device, requires_grad=True) for a in arrays]
+
+    def torch_step():
+        out = torch_fn(*twins)
+        out.backward(torch.ones_like(out))
+        for t in twins:
+            t.grad = None
+
+    return minigrad_step, torch_step
+
+
+def measure(label, steps, batch_size, args, synchronize):
+    minigrad_step, torch_step = steps
+    functions = [minigrad_step] + ([torch_step] if torch_step else [])
+    times = time_alternating(functions, args.repeats, args.warmup, synchronize)
+    row = {"case": label, "batch_size": batch_size, "minigrad_ms": median_ms(times[0])}
+    row["minigrad_images_per_s"] = batch_size / row["minigrad_ms"] * 1000 if batch_size else None
+    if args.device == "cpu":
+        row["minigrad_peak_mb"] = peak_megabytes(minigrad_step)
+    if torch_step:
+        row["torch_ms"] = median_ms(times[1])
+        row["torch_images_per_s"] = batch_size / row["torch_ms"] * 1000 if batch_size else None
+        row["ratio"] = row["minigrad_ms"] / row["torch_ms"]
+    return row
+
+
+def print_table(rows):
+    header = f"{'case':34} {'batch':>5} {'minigrad ms':>11} {'torch ms':>9} {'ratio':>6} " \
+             f"{'mg img/s':>9} {'torch img/s':>11} {'mg peak MB':>10}"
+    print(header)
+    print("-" * len(header))
+
+    def cell(value, width, fmt):
+        return f"{value:{width}{fmt}}" if value is not None else f"{'-':>{width}}"
+    for row in rows:
+        print(f"{row['case']:34} {cell(row['batch_size'] or None, 5, 'd')} {cell(row['minigrad_ms'], 11, '.1f')} "
+              f"{cell(row.get('torch_ms'), 9, '.1f')} {cell(row.get('ratio'), 6, '.2f')} "
+              f"{cell(row.get('minigrad_images_per_s'), 9, '.0f')} {cell(row.get('torch_images_per_s'), 11, '.0f')} "
+              f"{cell(row.get('minigrad_peak_mb'), 10, '.0f')}")
+
+
+def environment(device):
+    info = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "device": device,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version(),
+            "numpy": np.__version__, "torch": torch.__version__ if torch else None,
+            "torch_threads": torch.get_num_threads() if torch else None,
+            "thread_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                           if k in os.environ}}
+    if device != "cpu":
+        import cupy
+        info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        info["cupy"] = cupy.__version__
+    return info
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_BATCHES), choices=list(DEFAULT_BATCHES))
+    parser.add_argument("--batch-sizes", nargs="+", type=int, help="for every model (default: each model's own)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs of each case (median reported)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--no-ops", action="store_true", help="skip the single-op timings")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--no-reuse-memory", action="store_true",
+                        help="leave glibc's malloc thresholds alone (see mg.backend.reuse_host_memory)")
+    args = parser.parse_args(argv)
+    if not args.no_reuse_memory:
+        mg.backend.reuse_host_memory()
+    if torch is None:
+        print("PyTorch is not installed: timing minigrad alone (pip install torch for the comparison)")
+    synchronize = synchronizer(args.device)
+    rows = []
+    for name in args.models:
+        for batch_size in args.batch_sizes or DEFAULT_BATCHES[name]:
+            rows.append(measure(f"{name} train step", model_steps(name, batch_size, args.device),
+                                batch_size, args, synchronize))
+    if not args.no_ops:
+        for label, fn, torch_fn, shapes in op_cases(args.device):
+            rows.append(measure(f"{label} fwd+bwd", op_steps(fn, torch_fn, shapes, args.device),
+                                0, args, synchronize))
+    info = environment(args.device)
+    print(f"\n{info['date']}  {info['machine']}  device {args.device}  numpy {info['numpy']}  "
+          f"torch {info['torch']} ({info['torch_threads']} threads)  median of {args.repeats} runs\n")
+    print_table(rows)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"environment": info, "results": rows}, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""scripts/benchmark.py runs on a tiny configuration and prints a well-formed table (timings are not asserted)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_benchmark(*args):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), *args],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_benchmark_prints_a_table_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    stdout = run_benchmark("--models", "mlp_bn", "cifar_bn", "--batch-sizes", "4", "--repeats", "2", "--warmup", "1",
+                           "--no-ops", "--json", str(out))
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("case"))
+    assert "ratio" in lines[header] and "ms" in lines[header] and "peak MB" in lines[header]
+    rows = [line for line in lines[header + 2:] if line.strip()]
+    assert [row.split()[0] for row in rows] == ["mlp_bn", "cifar_bn"]
+    report = json.loads(out.read_text())
+    assert report["environment"]["device"] == "cpu" and report["environment"]["numpy"]
+    for row in report["results"]:
+        assert row["batch_size"] == 4 and row["minigrad_ms"] > 0 and row["minigrad_peak_mb"] >= 0
+        assert row["minigrad_images_per_s"] == 4 / row["minigrad_ms"] * 1000
+        if report["environment"]["torch"]:
+            assert row["ratio"] == row["minigrad_ms"] / row["torch_ms"]
+
+
+def test_benchmark_times_single_ops():
+    stdout = run_benchmark("--models", "mlp_bn", "--batch-sizes", "2", "--repeats", "1", "--warmup", "0")
+    for op in ("conv2d", "max_pool2d", "batch_norm"):
+        assert any(line.startswith(op) for line in stdout.splitlines()), op
+
+
+def test_torch_twin_computes_what_minigrad_computes():
+    """The PyTorch network the benchmark times is the same network, with the same weights."""
+    import numpy as np
+    import pytest
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import benchmark
+    import minigrad as mg
+    from models import build
+    for name, shape in [("mnist_bn", (2, 1, 28, 28)), ("cifar_bn", (2, 3, 32, 32)),
+                        ("catsdogs_deep", (2, 3, 128, 128)), ("catsdogs_wide", (2, 3, 64, 64))]:
+        options = {"image_size": shape[-1]} if name.startswith("catsdogs") else {}
+        model = build(name, **options).eval()
+        twin = benchmark.to_torch(model).eval()
+        twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        with mg.no_grad(), torch.no_grad():
+            np.testing.assert_allclose(model(mg.tensor(x)).numpy(), twin(torch.tensor(x)).numpy(),
+                                       rtol=1e-4, atol=1e-5, err_msg=name)
