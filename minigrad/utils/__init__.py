@@ -1,4 +1,6 @@
-"""Tools around the engine: gradient checking (and, later, graph drawing and summaries)."""
+"""Tools around the engine: gradient checking, graph pictures, Keras-style model summaries."""
 from .gradcheck import GradcheckError, gradcheck
+from .graphviz import draw_graph
+from .summary import summary
 
-__all__ = ["gradcheck", "GradcheckError"]
+__all__ = ["gradcheck", "GradcheckError", "draw_graph", "summary"]
