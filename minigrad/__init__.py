@@ -7,6 +7,7 @@ from .factories import arange, ones, ones_like, rand, randn, zeros, zeros_like
 from .functions import (abs, argmax, clip, exp, flatten, log, log_softmax, max, mean, permute,
                         relu, reshape, sigmoid, softmax, sqrt, sum, tanh, transpose, var, view)
 from . import nn, optim, utils
+from . import data
 from .serialization import load, save
 
 __version__ = "0.1.0"
