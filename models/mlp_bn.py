@@ -8,7 +8,7 @@ in TensorFlow (``tf.nn.moments`` + ``tf.nn.batch_normalization``, eps 1e-3).
 """
 from minigrad import nn
 
-DEFAULTS = {"dataset": "random", "steps": 100, "batch_size": 32, "lr": 1e-3, "optimizer": "adam"}
+DEFAULTS = {"dataset": "synthetic", "epochs": 1, "batch_size": 32, "lr": 1e-3, "optimizer": "adam"}  # 100 steps
 
 
 def build(batch_norm=True, in_features=20, hidden=50, classes=10):
