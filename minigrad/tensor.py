@@ -49,6 +49,11 @@ class Tensor:
             raise RuntimeError(
                 f"only floating-point tensors can require gradients, this one is {self.data.dtype}; "
                 "create it with dtype=mg.float32 (or float64)")
+        if self.grad_fn is not None and bool(value) != self._requires_grad:
+            # the graph already counts this tensor as a path to the leaves; cutting it here would
+            # silently starve them of gradient, so, as in PyTorch, only a leaf's flag may change
+            raise RuntimeError("requires_grad can only be changed on a leaf tensor; this one was computed "
+                               f"by {self.grad_fn.name}: use .detach() to get a tensor outside the graph")
         self._requires_grad = bool(value)
 
     @property

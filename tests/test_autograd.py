@@ -153,3 +153,14 @@ def test_an_array_given_to_an_op_is_a_type_error_naming_the_op():
     from minigrad.ops.elementwise import Add
     with pytest.raises(TypeError, match="Add: expected Tensor inputs, got a ndarray.*mg.tensor"):
         Add.apply(mg.tensor([1.0]), np.array([1.0]))
+
+
+def test_requires_grad_of_a_computed_tensor_cannot_be_switched_off():
+    """Switching it off would leave the graph's count of paths wrong and the leaves silently without gradient."""
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    with pytest.raises(RuntimeError, match="leaf"):
+        h.requires_grad = False
+    h.detach().requires_grad = False  # a detached copy is a leaf: fine
+    (h * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
