@@ -20,6 +20,9 @@ CASES = [  # input shape, kernel_size, stride, padding
     pytest.param((1, 2, 6, 6), 4, 2, 2, id="padding-2-half-kernel"),
     pytest.param((1, 2, 6, 7), (2, 3), 1, (1, 0), id="padding-pair"),
     pytest.param((2, 3, 5, 4), (5, 4), None, 0, id="kernel-is-input"),
+    # side-by-side windows larger than 2x2 take MaxPool2d's reshape ("tiles") path
+    pytest.param((2, 3, 13, 11), (3, 4), None, 0, id="tiles-with-cropped-edges"),
+    pytest.param((1, 2, 35, 33), 16, None, 0, id="tiles-16x16-as-seed-001"),
 ]
 
 
@@ -50,7 +53,7 @@ def test_pooling_matches_torch_and_finite_differences(kind, x_shape, kernel_size
     pytest.param(np.floor(randn(2, 2, 6, 6, seed=2)), id="few-levels"),
     pytest.param(-np.ones((1, 2, 5, 5)), id="negative-beside-padding"),
 ])
-@pytest.mark.parametrize("kernel_size, stride, padding", [(2, None, 0), (2, 1, 0), (3, 2, 1), (3, 1, 1)])
+@pytest.mark.parametrize("kernel_size, stride, padding", [(2, None, 0), (2, 1, 0), (3, 2, 1), (3, 1, 1), (3, None, 0)])
 def test_max_pool_ties_send_the_gradient_to_the_first_maximum_like_torch(x, kernel_size, stride, padding):
     check_op(*pool_pair("max", kernel_size, stride, padding), x)
 

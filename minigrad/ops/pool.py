@@ -81,6 +81,9 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         xp = get_array_module(x)
         padded, slices = self.windows(x, pad_value=-xp.inf)
+        self.tiled = self.stride == self.kernel_size and self.padding == ((0, 0), (0, 0)) and len(slices) > 4
+        if self.tiled:
+            return self.forward_tiles(x)
         out = padded[slices[0]].copy()
         for window in slices[1:]:
             xp.maximum(out, padded[window], out=out)
@@ -96,9 +99,44 @@ class MaxPool2d(_Pool2d):
         self.save_for_backward(*winners)
         return out
 
+    def forward_tiles(self, x):
+        """Large windows side by side (the 16x16 pooling of seed 001): one window per row of a reshaped copy.
+
+        With kH kW slices, each a stride-kH, stride-kW pass over the whole
+        input, a 16x16 pool would read the input 256 times, a cache line at a
+        time; one copy that puts each window's values in a row, then an argmax
+        along the rows, reads it once or twice. The argmax is the first
+        maximum in row-major order, the one PyTorch picks.
+        """
+        xp = get_array_module(x)
+        (kernel_h, kernel_w), (n, c, h, w) = self.kernel_size, x.shape
+        out_h, out_w = h // kernel_h, w // kernel_w
+        rows = (x[:, :, :out_h * kernel_h, :out_w * kernel_w]
+                .reshape(n, c, out_h, kernel_h, out_w, kernel_w).transpose(0, 1, 2, 4, 3, 5)
+                .reshape(n, c, out_h, out_w, kernel_h * kernel_w))
+        index = rows.argmax(axis=-1)[..., None]
+        self.save_for_backward(index)
+        return xp.take_along_axis(rows, index, axis=-1)[..., 0]
+
     def backward(self, grad):
         # d max/d x_k = 1 for the window's chosen maximum k, 0 for its other entries
+        if self.tiled:
+            return self.backward_tiles(grad)
         return self.scatter((window, grad * hit) for window, hit in zip(self.slices(grad.shape[2:]), self.saved))
+
+    def backward_tiles(self, grad):
+        xp = get_array_module(grad)
+        index, = self.saved
+        (kernel_h, kernel_w), (n, c, out_h, out_w) = self.kernel_size, grad.shape
+        # each window's gradient goes to one pixel: row i, column j of its tile, written by one fancy index
+        i, j = xp.divmod(index[..., 0], kernel_w)
+        tiles = xp.zeros((n, c, out_h, kernel_h, out_w, kernel_w), dtype=grad.dtype)
+        tiles[xp.arange(n).reshape(-1, 1, 1, 1), xp.arange(c).reshape(1, -1, 1, 1),
+              xp.arange(out_h).reshape(1, 1, -1, 1), i, xp.arange(out_w).reshape(1, 1, 1, -1), j] = grad
+        grad_x = tiles.reshape(n, c, out_h * kernel_h, out_w * kernel_w)
+        # pixels past the last whole window (cropped in forward) get no gradient
+        (_, _, h, w) = self.x_shape
+        return pad2d(grad_x, ((0, h - out_h * kernel_h), (0, w - out_w * kernel_w)))
 
 
 class AvgPool2d(_Pool2d):
