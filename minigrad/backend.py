@@ -154,7 +154,7 @@ def cpu_threads():
 
 
 def run_in_parallel(work, items, array):
-    """Call ``work(part)`` on interleaved parts of ``items``, one part per thread, for an op on ``array``.
+    """Call ``work(part)`` on consecutive parts of the list ``items``, one part per thread, for an op on ``array``.
 
     NumPy runs one copy or addition on one core, while BLAS uses them all.
     Big strided copies (im2col, col2im) release Python's lock while they run,
@@ -172,6 +172,6 @@ def run_in_parallel(work, items, array):
     if _workers is None:
         from concurrent.futures import ThreadPoolExecutor
         _workers = ThreadPoolExecutor(max_workers=cpu_threads(), thread_name_prefix="minigrad")
-    parts = [items[start::threads] for start in range(threads)]
+    parts = [items[k * len(items) // threads:(k + 1) * len(items) // threads] for k in range(threads)]
     for future in [_workers.submit(work, part) for part in parts]:
         future.result()

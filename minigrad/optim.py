@@ -15,6 +15,7 @@ shared with other tensors.
 import numpy as np
 
 from . import backend
+from .ops import kernels_cuda
 from .tensor import Tensor
 
 
@@ -241,6 +242,10 @@ class Adam(Optimizer):
                 p.data *= 1 - lr * weight_decay
             else:
                 grad = grad + weight_decay * p.data  # a new array: p.grad stays as it is
+        if backend.is_cupy_array(p.data):  # the same operations in one fused launch
+            kernels_cuda.adam_update(p.data, m, v, grad, beta1, beta2, (1 - beta2 ** t) ** 0.5, eps,
+                                     lr / (1 - beta1 ** t))
+            return
         # The update below uses one scratch array the size of p and otherwise works in
         # place: on a 3-million-weight model that halves the step's time against
         # writing each line as a fresh expression.

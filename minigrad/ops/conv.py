@@ -21,7 +21,8 @@ output (O, N, ...) to (N, O, ...), which is cheap next to the products.
 import numbers
 
 from ..autograd import Function
-from ..backend import get_array_module, run_in_parallel
+from ..backend import get_array_module, is_cupy_array, run_in_parallel
+from . import kernels_cuda
 from .matmul import check_same_float_dtype
 
 
@@ -84,6 +85,8 @@ def im2col(x, kernel_size, stride, padding):
     xp = get_array_module(x)
     n, c = x.shape[:2]
     out_h, out_w = output_size(x.shape[2:], kernel_size, stride, padding)
+    if is_cupy_array(x):  # one fused launch instead of kH kW copies
+        return kernels_cuda.im2col(x, kernel_size, stride, padding, (out_h, out_w))
     channels_first = pad2d(x.transpose(1, 0, 2, 3), padding)  # (C, N, H, W)
     cols = xp.empty((c, *kernel_size, n, out_h, out_w), dtype=x.dtype)
     windows = window_slices(kernel_size, stride, (out_h, out_w))
@@ -104,6 +107,8 @@ def col2im(cols, x_shape, stride, padding):
     shared out among threads: each channel's sums stay in one thread, in a
     fixed order, so the result does not depend on the thread count.
     """
+    if is_cupy_array(cols):  # one fused launch, each pixel gathering its windows' terms
+        return kernels_cuda.col2im(cols, x_shape, stride, padding)
     xp = get_array_module(cols)
     c, kernel_h, kernel_w, n, out_h, out_w = cols.shape
     (top, bottom), (left, right) = padding
@@ -111,10 +116,10 @@ def col2im(cols, x_shape, stride, padding):
     padded = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=cols.dtype)
     windows = window_slices((kernel_h, kernel_w), stride, (out_h, out_w))
 
-    def add(channels):
-        for channel in channels:
-            for (i, j), window in windows:
-                padded[channel][window] += cols[channel, i, j]
+    def add(channels):  # a run of consecutive channels
+        block = slice(channels[0], channels[-1] + 1)
+        for (i, j), window in windows:
+            padded[block][window] += cols[block, i, j]
     run_in_parallel(add, range(c), cols)
     return xp.ascontiguousarray(padded[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3))
 

@@ -5,7 +5,8 @@ below is that product with its own f'. Binary ops broadcast their inputs, so
 a gradient may come back larger than an input; ``unbroadcast`` sums it down.
 """
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import get_array_module, is_cupy_array
+from . import kernels_cuda
 
 
 def unbroadcast(grad, shape):
@@ -189,6 +190,8 @@ class ReLU(Function):
     def backward(self, grad):
         # d max(x, 0)/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)
         y, = self.saved
+        if is_cupy_array(y):
+            return kernels_cuda.relu_backward(grad, y)  # one launch instead of two
         return grad * (y > 0)
 
 
