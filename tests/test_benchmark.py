@@ -57,3 +57,14 @@ def test_torch_twin_computes_what_minigrad_computes():
         with mg.no_grad(), torch.no_grad():
             np.testing.assert_allclose(model(mg.tensor(x)).numpy(), twin(torch.tensor(x)).numpy(),
                                        rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_profile_step_prints_a_table_that_adds_up():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "profile_step.py"), "--model", "mlp_bn",
+                             "--batch-size", "8", "--steps", "2"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    names = [row[0].strip() for row in rows[1:]]
+    assert {"Linear", "BatchNorm", "Adam", "other"} <= set(names)
+    step_ms = float(result.stdout.split(" ms per step")[0].split()[-1])
+    assert abs(sum(float(row[2]) for row in rows[1:]) - step_ms) < 0.2

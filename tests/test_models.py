@@ -93,3 +93,44 @@ def test_seed_003_hand_written_batch_norm_passes_gradcheck():
     assert mg.utils.gradcheck(_seed_003_batch_norm,
                               *[mg.tensor(a, requires_grad=True) for a in
                                 (randn(6, 4, seed=24), randn(4, seed=25), randn(4, seed=26))])
+
+
+@pytest.mark.parametrize("name, features", [("catsdogs_logreg", 3 * 224 * 224), ("catsdogs_wide", 100 * 13 * 13),
+                                            ("catsdogs_deep", 20)])
+def test_catsdogs_models_follow_seed_001(name, features):
+    model = build(name)
+    first = model[0]
+    assert isinstance(first, nn.BatchNorm2d) and first.eps == 1e-3 and first.momentum == 0.01  # Keras' defaults
+    head = model[-1]
+    assert isinstance(head, nn.Linear) and head.in_features == features and head.out_features == 2
+    for layer in model.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):  # Keras: glorot-uniform kernels, zero biases
+            fan_in = layer.weight.numel() // layer.weight.shape[0]
+            fan_out = layer.weight.numel() // layer.weight.shape[1]
+            assert np.abs(layer.weight.numpy()).max() <= np.sqrt(6 / (fan_in + fan_out))
+            assert not layer.bias.numpy().any()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in build(name, batch_norm=False).modules())
+    assert DEFAULTS[name]["batch_size"] == 10 and DEFAULTS[name]["image_size"] == 224
+
+
+def test_catsdogs_models_at_other_image_sizes():
+    with mg.no_grad():
+        assert build("catsdogs_deep", image_size=128)(mg.zeros(1, 3, 128, 128)).shape == (1, 2)
+        assert build("catsdogs_wide", image_size=64)(mg.zeros(1, 3, 64, 64)).shape == (1, 2)
+    with pytest.raises(ValueError, match="too small"):
+        build("catsdogs_deep", image_size=64)
+    with pytest.raises(ValueError, match="at least 17"):
+        build("catsdogs_wide", image_size=16)
+    with pytest.raises(ValueError, match="init must be"):
+        build("catsdogs_wide", init="he")
+
+
+def test_cifar_bn_follows_seed_000():
+    model = build("cifar_bn")
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [bn.num_features for bn in norms] == [64, 64, 32, 16, 10]
+    assert all(bn.weight is None and bn.bias is not None and bn.eps == 1e-3 and bn.momentum == 0.1 for bn in norms)
+    with mg.no_grad():
+        assert model.eval()(mg.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="init must be"):
+        build("cifar_bn", init="he")

@@ -1,0 +1,97 @@
+"""Where the time of one training step goes: each node's forward and backward, and the optimizer.
+
+    python scripts/profile_step.py                      # mnist_bn, batch 64
+    python scripts/profile_step.py --model cifar_bn --batch-size 64 --steps 20
+
+Every Function subclass's ``forward`` and ``backward`` is wrapped with a
+timer for the run, so the table adds up the time spent inside each kind of
+node (all Conv2d layers together, for example); "other" is the rest of the
+step: Python between nodes, the graph walk, allocating gradients.
+"""
+import argparse
+import collections
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import minigrad as mg  # noqa: E402
+import minigrad.nn.functional as F  # noqa: E402
+from minigrad.autograd import Function  # noqa: E402
+from models import build  # noqa: E402
+
+INPUT_SHAPES = {"mnist_bn": (1, 28, 28), "cifar_bn": (3, 32, 32), "mlp_bn": (20,),
+                "catsdogs_logreg": (3, 224, 224), "catsdogs_wide": (3, 224, 224), "catsdogs_deep": (3, 224, 224)}
+
+
+def all_nodes(cls=Function):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from all_nodes(sub)
+
+
+def instrument(totals):
+    """Wrap every node class's own forward/backward to add its seconds to ``totals[(name, phase)]``."""
+    for cls in set(all_nodes()):
+        for phase in ("forward", "backward"):
+            method = cls.__dict__.get(phase)
+            if method is None:
+                continue
+
+            def timed(self, *args, _method=method, _key=(cls.__name__, phase)):
+                start = time.perf_counter()
+                try:
+                    return _method(self, *args)
+                finally:
+                    totals[_key] += time.perf_counter() - start
+            setattr(cls, phase, timed)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="mnist_bn", choices=sorted(INPUT_SHAPES))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args(argv)
+    mg.backend.reuse_host_memory()
+    mg.manual_seed(0)
+    model = build(args.model)
+    optimizer = mg.optim.Adam(model.parameters())
+    x = mg.randn(args.batch_size, *INPUT_SHAPES[args.model])
+    classes = 2 if args.model.startswith("catsdogs") else 10
+    y = mg.tensor(np.random.default_rng(0).integers(0, classes, args.batch_size))
+    totals = collections.defaultdict(float)
+    instrument(totals)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        start = time.perf_counter()
+        optimizer.step()
+        totals[("Adam", "step")] += time.perf_counter() - start
+
+    for _ in range(3):
+        step()
+    totals.clear()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    step_ms = 1000 * (time.perf_counter() - start) / args.steps
+    rows = sorted(((1000 * seconds / args.steps, name, phase) for (name, phase), seconds in totals.items()),
+                  reverse=True)
+    print(f"{args.model}, batch {args.batch_size}: {step_ms:.1f} ms per step (mean of {args.steps})\n")
+    print(f"| node | phase | ms per step | share |\n| --- | --- | --- | --- |")
+    for ms, name, phase in rows:
+        if ms >= 0.05:
+            print(f"| {name} | {phase} | {ms:.1f} | {ms / step_ms:.0%} |")
+    other = step_ms - sum(ms for ms, _, _ in rows)
+    print(f"| other | | {other:.1f} | {other / step_ms:.0%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
