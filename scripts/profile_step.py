@@ -86,10 +86,9 @@ def main(argv=None):
     print(f"{args.model}, batch {args.batch_size}: {step_ms:.1f} ms per step (mean of {args.steps})\n")
     print(f"| node | phase | ms per step | share |\n| --- | --- | --- | --- |")
     for ms, name, phase in rows:
-        if ms >= 0.05:
-            print(f"| {name} | {phase} | {ms:.1f} | {ms / step_ms:.0%} |")
+        print(f"| {name} | {phase} | {ms:.2f} | {ms / step_ms:.0%} |")
     other = step_ms - sum(ms for ms, _, _ in rows)
-    print(f"| other | | {other:.1f} | {other / step_ms:.0%} |")
+    print(f"| other | | {other:.2f} | {other / step_ms:.0%} |")
     return 0
 
 

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -38,10 +40,10 @@ def test_benchmark_times_single_ops():
         assert any(line.startswith(op) for line in stdout.splitlines()), op
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own speed
 def test_torch_twin_computes_what_minigrad_computes():
     """The PyTorch network the benchmark times is the same network, with the same weights."""
     import numpy as np
-    import pytest
     torch = pytest.importorskip("torch")
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import benchmark
