@@ -59,8 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--recipe", choices=["seed", "better"], default="seed",
                         help="'better': " + ", ".join(f"{k}={v}" for k, v in BETTER.items()))
     parser.add_argument("--standardize", action="store_true", help="scale inputs to zero mean, unit variance")
-    parser.add_argument("--augment", choices=["none", "shift", "shift+flip"],
-                        help="'shift': random shifts of up to 2 pixels; 'shift+flip': and mirror half the images")
+    parser.add_argument("--augment", choices=["none", "shift", "flip", "shift+flip"],
+                        help="'shift': random shifts of up to 2 pixels; 'flip': mirror half the images left to right")
     parser.add_argument("--schedule", choices=["constant", "cosine"], help="learning rate over the run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch still)")
     args = parser.parse_args(argv)
