@@ -18,7 +18,7 @@ def run_benchmark(*args):
 
 def test_benchmark_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    stdout = run_benchmark("--models", "mlp_bn", "cifar_bn", "--batch-sizes", "4", "--repeats", "2", "--warmup", "1",
+    stdout = run_benchmark("--models", "mlp_bn", "cifar_bn", "--batch-sizes", "4", "--repeats", "2", "--warmup", "1", "--pause", "0",
                            "--no-ops", "--json", str(out))
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("case"))
@@ -35,7 +35,7 @@ def test_benchmark_prints_a_table_and_writes_json(tmp_path):
 
 
 def test_benchmark_times_single_ops():
-    stdout = run_benchmark("--models", "mlp_bn", "--batch-sizes", "2", "--repeats", "1", "--warmup", "0")
+    stdout = run_benchmark("--models", "mlp_bn", "--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--pause", "0")
     for op in ("conv2d", "max_pool2d", "batch_norm"):
         assert any(line.startswith(op) for line in stdout.splitlines()), op
 
