@@ -166,3 +166,17 @@ def test_clear_errors(tmp_path, monkeypatch, capsys):
         evaluate.main([str(broken)])
     with pytest.raises(SystemExit, match="no such checkpoint"):
         evaluate.main([str(tmp_path / "missing.npz")])
+
+
+def test_torch_reference_trains_the_same_network_to_the_same_accuracy(tmp_path):
+    """mlp_bn has no dropout, so with the same weights and batches PyTorch's run differs only by rounding."""
+    pytest.importorskip("torch")
+    import torch_reference
+    out = str(tmp_path / "run")
+    run_train("mlp_bn", "--epochs", "2", "--out", out)
+    assert torch_reference.main(["mlp_bn", "--epochs", "2", "--out", out]) == 0
+    ours = json.loads(open(os.path.join(out, "metrics.json")).read())["epochs"]
+    theirs = json.loads(open(os.path.join(out, "torch_metrics.json")).read())["epochs"]
+    assert len(theirs) == 2 and ours[0]["test_accuracy"] > 0.3  # it learned something
+    for mine, reference in zip(ours, theirs):
+        assert abs(mine["test_accuracy"] - reference["test_accuracy"]) <= 0.005
