@@ -9,7 +9,7 @@ of the gradient back through the same slices, so a pixel in two overlapping
 windows receives both terms.
 """
 from ..autograd import Function
-from ..backend import get_array_module, is_floating
+from ..backend import get_array_module, is_floating, run_in_parallel
 from .conv import as_pair, check_windows, output_size, pad2d, window_slices
 
 
@@ -47,24 +47,29 @@ class _Pool2d(Function):
     def slices(self, out_size):
         return [window for _, window in window_slices(self.kernel_size, self.stride, out_size)]
 
-    def scatter(self, shares):
+    def scatter(self, grad, shares):
         """Add each window offset's share of the gradient back onto the input's pixels.
 
-        ``shares`` yields (slice, gradient share) pairs; the padding is cropped off at the end.
+        ``shares(part)`` yields (slice, gradient share) pairs for the images
+        ``part`` (a slice of the batch). The images are shared out among
+        threads, each writing only its own; the padding is cropped off at the end.
         """
         (top, bottom), (left, right) = self.padding
         n, c, h, w = self.x_shape
         # Windows that do not overlap (stride >= kernel) touch each pixel at
         # most once, so writing is enough; reading the zeros back to add costs a pass.
         overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
-        padded = None
-        for window, share in shares:
-            if padded is None:
-                padded = get_array_module(share).zeros((n, c, h + top + bottom, w + left + right), dtype=share.dtype)
-            if overlapping:
-                padded[window] += share
-            else:
-                padded[window] = share
+        padded = get_array_module(grad).zeros((n, c, h + top + bottom, w + left + right), dtype=grad.dtype)
+
+        def add(images):  # a run of consecutive images
+            part = slice(images[0], images[-1] + 1) if images else slice(0, 0)
+            image = padded[part]
+            for window, share in shares(part):
+                if overlapping:
+                    image[window] += share
+                else:
+                    image[window] = share
+        run_in_parallel(add, range(n), grad)
         return padded[:, :, top:top + h, left:left + w]
 
 
@@ -84,18 +89,25 @@ class MaxPool2d(_Pool2d):
         self.tiled = self.stride == self.kernel_size and self.padding == ((0, 0), (0, 0)) and len(slices) > 4
         if self.tiled:
             return self.forward_tiles(x)
-        out = padded[slices[0]].copy()
-        for window in slices[1:]:
-            xp.maximum(out, padded[window], out=out)
-        # For backward, mark in each offset's slice the entries that are their
-        # window's maximum, each window once: the first hit (row-major) wins ties.
-        taken = xp.zeros(out.shape, dtype=bool)
-        winners = []
-        for window in slices:
-            hit = padded[window] == out
-            hit &= ~taken
-            taken |= hit
-            winners.append(hit)
+        out = xp.empty(padded[slices[0]].shape, dtype=x.dtype)
+        winners = [xp.empty(out.shape, dtype=bool) for _ in slices]
+
+        def pool(images):  # a run of consecutive images, written into its own part of out and winners
+            part = slice(images[0], images[-1] + 1) if images else slice(0, 0)
+            image, image_out = padded[part], out[part]
+            image_out[...] = image[slices[0]]
+            for window in slices[1:]:
+                xp.maximum(image_out, image[window], out=image_out)
+            # For backward, mark in each offset's slice the entries that are their
+            # window's maximum, each window once: the first hit (row-major) wins ties.
+            taken = xp.zeros(image_out.shape, dtype=bool)
+            for window, hit in zip(slices, winners):
+                hit = hit[part]
+                xp.equal(image[window], image_out, out=hit)
+                hit &= ~taken
+                taken |= hit
+        # NumPy runs each of these passes on one core; the images are shared out among threads.
+        run_in_parallel(pool, range(x.shape[0]), x)
         self.save_for_backward(*winners)
         return out
 
@@ -122,7 +134,9 @@ class MaxPool2d(_Pool2d):
         # d max/d x_k = 1 for the window's chosen maximum k, 0 for its other entries
         if self.tiled:
             return self.backward_tiles(grad)
-        return self.scatter((window, grad * hit) for window, hit in zip(self.slices(grad.shape[2:]), self.saved))
+        slices = self.slices(grad.shape[2:])
+        return self.scatter(grad, lambda part: ((window, grad[part] * hit[part])
+                                                for window, hit in zip(slices, self.saved)))
 
     def backward_tiles(self, grad):
         xp = get_array_module(grad)
@@ -158,7 +172,7 @@ class AvgPool2d(_Pool2d):
     def backward(self, grad):
         # mean = sum / (kH kW): each entry of the window gets grad / (kH kW)
         share = grad / (self.kernel_size[0] * self.kernel_size[1])
-        return self.scatter((window, share) for window in self.slices(grad.shape[2:]))
+        return self.scatter(grad, lambda part: ((window, share[part]) for window in self.slices(grad.shape[2:])))
 
 
 class AdaptiveAvgPool2d(Function):
