@@ -175,3 +175,19 @@ def run_in_parallel(work, items, array):
     parts = [items[k * len(items) // threads:(k + 1) * len(items) // threads] for k in range(threads)]
     for future in [_workers.submit(work, part) for part in parts]:
         future.result()
+
+
+def run_on_slices(work, n, array):
+    """Call ``work(part)`` for consecutive slices ``part`` of range(n), one slice per thread (see ``run_in_parallel``).
+
+    For an op on ``array`` that splits along one axis: the images of a batch,
+    a run of channels, the entries of a flattened weight. CuPy arrays get
+    one call with the whole range.
+    """
+    threads = 1 if is_cupy_array(array) else max(1, min(cpu_threads(), n))
+    bounds = [k * n // threads for k in range(threads + 1)]
+
+    def work_on(parts):
+        for start, stop in parts:
+            work(slice(start, stop))
+    run_in_parallel(work_on, zip(bounds[:-1], bounds[1:]), array)

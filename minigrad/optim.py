@@ -254,12 +254,10 @@ class Adam(Optimizer):
         # thread: NumPy runs each line on one core, and every weight's update is
         # independent of the others, so the result is the same as in one piece.
         flat = [a.reshape(-1) for a in arrays]
-        bounds = [k * p.data.size // backend.cpu_threads() for k in range(backend.cpu_threads() + 1)]
 
-        def update_slices(parts):
-            for start, stop in parts:
-                _adam_update(*(a[start:stop] for a in flat), beta1, beta2, bias_correction2_sqrt, eps, step_size)
-        backend.run_in_parallel(update_slices, list(zip(bounds[:-1], bounds[1:])), p.data)
+        def update(part):
+            _adam_update(*(a[part] for a in flat), beta1, beta2, bias_correction2_sqrt, eps, step_size)
+        backend.run_on_slices(update, p.data.size, p.data)
 
 
 # Below this many weights, a thread's start costs more than it saves.

@@ -21,7 +21,7 @@ output (O, N, ...) to (N, O, ...), which is cheap next to the products.
 import numbers
 
 from ..autograd import Function
-from ..backend import get_array_module, is_cupy_array, run_in_parallel
+from ..backend import get_array_module, is_cupy_array, run_in_parallel, run_on_slices
 from . import kernels_cuda
 from .matmul import check_same_float_dtype
 
@@ -117,10 +117,9 @@ def col2im(cols, x_shape, stride, padding):
     windows = window_slices((kernel_h, kernel_w), stride, (out_h, out_w))
 
     def add(channels):  # a run of consecutive channels
-        block = slice(channels[0], channels[-1] + 1)
         for (i, j), window in windows:
-            padded[block][window] += cols[block, i, j]
-    run_in_parallel(add, range(c), cols)
+            padded[channels][window] += cols[channels, i, j]
+    run_on_slices(add, c, cols)
     return xp.ascontiguousarray(padded[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3))
 
 

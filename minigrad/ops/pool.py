@@ -9,7 +9,7 @@ of the gradient back through the same slices, so a pixel in two overlapping
 windows receives both terms.
 """
 from ..autograd import Function
-from ..backend import get_array_module, is_floating, run_in_parallel
+from ..backend import get_array_module, is_floating, run_on_slices
 from .conv import as_pair, check_windows, output_size, pad2d, window_slices
 
 
@@ -61,15 +61,14 @@ class _Pool2d(Function):
         overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
         padded = get_array_module(grad).zeros((n, c, h + top + bottom, w + left + right), dtype=grad.dtype)
 
-        def add(images):  # a run of consecutive images
-            part = slice(images[0], images[-1] + 1) if images else slice(0, 0)
+        def add(part):  # a run of consecutive images
             image = padded[part]
             for window, share in shares(part):
                 if overlapping:
                     image[window] += share
                 else:
                     image[window] = share
-        run_in_parallel(add, range(n), grad)
+        run_on_slices(add, n, grad)
         return padded[:, :, top:top + h, left:left + w]
 
 
@@ -92,8 +91,7 @@ class MaxPool2d(_Pool2d):
         out = xp.empty(padded[slices[0]].shape, dtype=x.dtype)
         winners = [xp.empty(out.shape, dtype=bool) for _ in slices]
 
-        def pool(images):  # a run of consecutive images, written into its own part of out and winners
-            part = slice(images[0], images[-1] + 1) if images else slice(0, 0)
+        def pool(part):  # a run of consecutive images, written into its own part of out and winners
             image, image_out = padded[part], out[part]
             image_out[...] = image[slices[0]]
             for window in slices[1:]:
@@ -107,7 +105,7 @@ class MaxPool2d(_Pool2d):
                 hit &= ~taken
                 taken |= hit
         # NumPy runs each of these passes on one core; the images are shared out among threads.
-        run_in_parallel(pool, range(x.shape[0]), x)
+        run_on_slices(pool, x.shape[0], x)
         self.save_for_backward(*winners)
         return out
 
@@ -172,7 +170,8 @@ class AvgPool2d(_Pool2d):
     def backward(self, grad):
         # mean = sum / (kH kW): each entry of the window gets grad / (kH kW)
         share = grad / (self.kernel_size[0] * self.kernel_size[1])
-        return self.scatter(grad, lambda part: ((window, share[part]) for window in self.slices(grad.shape[2:])))
+        slices = self.slices(grad.shape[2:])
+        return self.scatter(grad, lambda part: ((window, share[part]) for window in slices))
 
 
 class AdaptiveAvgPool2d(Function):
