@@ -47,11 +47,11 @@ class _Pool2d(Function):
     def slices(self, out_size):
         return [window for _, window in window_slices(self.kernel_size, self.stride, out_size)]
 
-    def scatter(self, grad, shares):
+    def scatter(self, grad, share):
         """Add each window offset's share of the gradient back onto the input's pixels.
 
-        ``shares(part)`` yields (slice, gradient share) pairs for the images
-        ``part`` (a slice of the batch). The images are shared out among
+        ``share(k, part)`` is the share of window offset k (row-major) for the
+        images ``part`` (a slice of the batch). The images are shared out among
         threads, each writing only its own; the padding is cropped off at the end.
         """
         (top, bottom), (left, right) = self.padding
@@ -60,14 +60,15 @@ class _Pool2d(Function):
         # most once, so writing is enough; reading the zeros back to add costs a pass.
         overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
         padded = get_array_module(grad).zeros((n, c, h + top + bottom, w + left + right), dtype=grad.dtype)
+        slices = self.slices(grad.shape[2:])
 
         def add(part):  # a run of consecutive images
             image = padded[part]
-            for window, share in shares(part):
+            for k, window in enumerate(slices):
                 if overlapping:
-                    image[window] += share
+                    image[window] += share(k, part)
                 else:
-                    image[window] = share
+                    image[window] = share(k, part)
         run_on_slices(add, n, grad)
         return padded[:, :, top:top + h, left:left + w]
 
@@ -132,9 +133,7 @@ class MaxPool2d(_Pool2d):
         # d max/d x_k = 1 for the window's chosen maximum k, 0 for its other entries
         if self.tiled:
             return self.backward_tiles(grad)
-        slices = self.slices(grad.shape[2:])
-        return self.scatter(grad, lambda part: ((window, grad[part] * hit[part])
-                                                for window, hit in zip(slices, self.saved)))
+        return self.scatter(grad, lambda k, part: grad[part] * self.saved[k][part])
 
     def backward_tiles(self, grad):
         xp = get_array_module(grad)
@@ -170,8 +169,7 @@ class AvgPool2d(_Pool2d):
     def backward(self, grad):
         # mean = sum / (kH kW): each entry of the window gets grad / (kH kW)
         share = grad / (self.kernel_size[0] * self.kernel_size[1])
-        slices = self.slices(grad.shape[2:])
-        return self.scatter(grad, lambda part: ((window, share[part]) for window in slices))
+        return self.scatter(grad, lambda k, part: share[part])
 
 
 class AdaptiveAvgPool2d(Function):
