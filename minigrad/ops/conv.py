@@ -19,11 +19,17 @@ fast as 64 small per-image products; the price is one transpose of the
 output (O, N, ...) to (N, O, ...), which is cheap next to the products.
 """
 import numbers
+import os
 
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array, run_in_parallel, run_on_slices
-from . import kernels_cuda
+from . import kernels_cuda, winograd
 from .matmul import check_same_float_dtype
+
+# Stride-1 convolutions on the CPU go through Winograd's algorithm when it
+# saves work (see ``winograd_tile``); False keeps every convolution on im2col.
+# $MINIGRAD_WINOGRAD=0 sets it False at import, to compare the two.
+USE_WINOGRAD = os.environ.get("MINIGRAD_WINOGRAD", "1") != "0"
 
 
 def as_pair(value, name, op):
@@ -131,6 +137,28 @@ def same_padding(kernel_size):
     return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size)
 
 
+def winograd_tile(x, weight, stride, out_size):
+    """The output tile size m for Winograd's F(m x m, kH x kW), or None to use im2col.
+
+    Winograd needs stride 1 and pays when its products over channels are
+    large enough to hide its transforms: at least 16 input channels, kernel
+    sides of 3 to 5. Among tiles of 2, 3 and 4 it takes the one with the
+    fewest products (tiles x (m + kH - 1)(m + kW - 1)); bigger tiles need
+    fewer products but round the output up to whole tiles and lose float32
+    precision, which is why it stops at 4 (F(4x4, 5x5) is about 1e-5 of the
+    output's scale). Only NumPy arrays: on the GPU im2col's fused kernels run.
+    """
+    kernel_size = weight.shape[2:]
+    if (not USE_WINOGRAD or is_cupy_array(x) or stride != (1, 1) or x.shape[1] < 16
+            or not all(3 <= k <= 5 for k in kernel_size)):
+        return None
+
+    def products(m):
+        tiles_h, tiles_w = winograd.tile_grid(out_size, m)
+        return tiles_h * tiles_w * (m + kernel_size[0] - 1) * (m + kernel_size[1] - 1)
+    return min((4, 3, 2), key=products)
+
+
 class Conv2d(Function):
     """2-D convolution of NCHW input with weight (out_channels, in_channels, kH, kW).
 
@@ -173,6 +201,14 @@ class Conv2d(Function):
                              f"{weight.shape}, got {bias.shape}")
         check_same_float_dtype("conv2d", input=x, weight=weight, **({} if bias is None else {"bias": bias}))
         xp = get_array_module(x)
+        self.tile = winograd_tile(x, weight, self.stride,
+                                  output_size(x.shape[2:], (kernel_h, kernel_w), self.stride, self.padding))
+        if self.tile:
+            out, transformed = winograd.forward(x, weight, self.padding, self.tile)
+            self.save_for_backward(weight, transformed)
+            if bias is not None:
+                out += bias[:, None, None]
+            return out
         cols = im2col(x, (kernel_h, kernel_w), self.stride, self.padding)
         n, out_h, out_w = x.shape[0], cols.shape[4], cols.shape[5]
         cols = cols.reshape(in_channels * kernel_h * kernel_w, n * out_h * out_w)
@@ -184,11 +220,20 @@ class Conv2d(Function):
         return xp.ascontiguousarray(out.reshape(out_channels, n, out_h, out_w).transpose(1, 0, 2, 3))
 
     def backward(self, grad):
-        cols, weight = self.saved
         n, out_channels, out_h, out_w = grad.shape
+        grad_bias = None
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            # b[o] is added to every position of every image in channel o
+            grad_bias = grad.sum(axis=(0, 2, 3))
+        if self.tile:
+            weight, transformed = self.saved
+            grad_x, grad_weight = winograd.backward(grad, weight, transformed,
+                                                    self.needs_input_grad[0], self.needs_input_grad[1])
+            return grad_x, grad_weight, grad_bias
+        cols, weight = self.saved
         # the gradient in the layout of the product: (O, N Ho Wo)
         grad = grad.transpose(1, 0, 2, 3).reshape(out_channels, n * out_h * out_w)
-        grad_x = grad_weight = grad_bias = None
+        grad_x = grad_weight = None
         if self.needs_input_grad[0]:
             # dL/dcols = W2^T dL/dout; col2im adds each column back onto its pixel
             grad_cols = weight.reshape(out_channels, -1).T @ grad
@@ -197,7 +242,4 @@ class Conv2d(Function):
         if self.needs_input_grad[1]:
             # dL/dW2 = dL/dout cols^T: sums over the batch and the positions at once
             grad_weight = (grad @ cols.T).reshape(weight.shape)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            # b[o] is added to every position of every image in channel o
-            grad_bias = grad.sum(axis=1)
         return grad_x, grad_weight, grad_bias

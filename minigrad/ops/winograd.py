@@ -1,0 +1,156 @@
+"""Winograd's minimal filtering: a stride-1 convolution with a fraction of the multiplications.
+
+Why: a 5x5 convolution spends 25 multiply-adds per output pixel and channel
+pair. Winograd's F(m x m, r x r) computes an m x m tile of outputs from an
+n x n tile of inputs (n = m + r - 1) with only n^2 products per channel pair:
+F(4x4, 5x5) needs 64 products for 16 outputs instead of 400, F(4x4, 3x3) 36
+instead of 144 (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+Networks", 2015). What it adds, the transforms below, are cheap linear maps.
+On the CPU this is what lets a NumPy convolution keep up with a compiled one;
+``ops/conv.py`` decides when to use it.
+
+One dimension first. Correlating r weights g with n inputs d gives m outputs
+y_i = sum_j g_j d_(i+j). The product of polynomials s(z) = g(z) h(z), with
+h of degree m - 1, is linear in h, s = T_g h with T_g[k, i] = g_(k-i), and
+the correlation is its transpose: y = T_g^T d. Toom and Cook compute s by
+evaluating g and h at n points (n - 1 numbers a_p and "infinity", which
+picks the leading coefficient), multiplying the values, and interpolating:
+
+    s = C [(V_r g) * (V_m h)],   V_k[p] = (1, a_p, ..., a_p^(k-1)),  C = V_n^-1.
+
+So T_g = C diag(V_r g) V_m, and transposing it
+
+    y = V_m^T [(V_r g) * (C^T d)] = A^T [(G g) * (B^T d)]
+
+with A^T = V_m^T (m x n), G = V_r (n x r) and B^T = C^T (n x n): n products.
+In two dimensions the same maps act on rows and on columns,
+Y = A^T [(G g G^T) * (B^T d B)] A, and flattening a tile row by row turns
+each sandwich into one matrix, a Kronecker product: vec(B^T d B) =
+(B^T kron B^T) vec(d). The sum over input channels commutes with A^T .. A,
+so at each of the n^2 positions f of a transformed tile it is a matrix
+product over channels, and the whole layer is
+
+    V = KB tiles(x),  U = KG w,  M[f] = U[f] V[f],  out = untile(KA M) + b
+
+(U[f] is out_channels x in_channels, V[f] in_channels x tiles).
+
+Backward: every step is linear, so each gradient is the transposed map:
+dM = KA^T tiles(dL/dout), dL/dU[f] = dM[f] V[f]^T, dL/dw = KG^T dL/dU,
+dL/dV[f] = U[f]^T dM[f], and dL/dx adds KB^T dL/dV back onto the
+overlapping input tiles it came from (the adjoint of cutting the tiles).
+
+Layout: tiles are indexed (tile row, tile column, image), with the batch
+innermost, so that cutting the tiles and adding them back copy runs of N
+contiguous numbers rather than single pixels. This module runs on NumPy
+arrays only; on the GPU ``conv.py`` keeps its fused im2col kernels.
+"""
+import functools
+from fractions import Fraction
+
+import numpy as np
+
+from ..backend import run_in_parallel, run_on_slices
+
+# The interpolation points: small numbers keep the transforms' rounding
+# error small (the float32 error of F(4x4, 5x5) is about 1e-5 of the output's
+# scale, against about 1e-6 for the direct sum).
+POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
+
+
+@functools.lru_cache(maxsize=None)
+def transforms(m, r):
+    """(A^T, G, B^T) of F(m, r) in float64: m x n, n x r and n x n with n = m + r - 1."""
+    n = m + r - 1
+    if not 1 <= n - 1 <= len(POINTS):
+        raise ValueError(f"winograd: F({m}, {r}) needs {n - 1} points, only {len(POINTS)} are defined")
+
+    def vandermonde(k):  # n x k: powers of each point, then the row for infinity
+        rows = [[float(Fraction(a) ** j) for j in range(k)] for a in POINTS[:n - 1]]
+        return np.array(rows + [[0.0] * (k - 1) + [1.0]])
+
+    return vandermonde(m).T, vandermonde(r), np.linalg.inv(vandermonde(n)).T
+
+
+@functools.lru_cache(maxsize=None)
+def kron_transforms(m, kernel_size, dtype):
+    """KA (m^2 x nh nw), KG (nh nw x kh kw), KB (nh nw x nh nw): the 2-D maps on flattened tiles."""
+    (at_h, g_h, bt_h), (at_w, g_w, bt_w) = (transforms(m, r) for r in kernel_size)
+    return tuple(np.kron(a, b).astype(dtype) for a, b in ((at_h, at_w), (g_h, g_w), (bt_h, bt_w)))
+
+
+def tile_grid(out_size, m):
+    """How many m x m output tiles cover the output along each axis."""
+    return tuple(-(-size // m) for size in out_size)
+
+
+def forward(x, weight, padding, m):
+    """out = conv2d(x, weight) at stride 1 with ``padding`` ((top, bottom), (left, right)), by F(m x m, kH x kW).
+
+    Returns out (N, O, Ho, Wo) and what backward needs.
+    """
+    n_img, channels, height, width = x.shape
+    out_channels, _, kernel_h, kernel_w = weight.shape
+    (top, bottom), (left, right) = padding
+    out_h, out_w = height + top + bottom - kernel_h + 1, width + left + right - kernel_w + 1
+    (tiles_h, tiles_w), (n_h, n_w) = tile_grid((out_h, out_w), m), (m + kernel_h - 1, m + kernel_w - 1)
+    ka, kg, kb = kron_transforms(m, (kernel_h, kernel_w), x.dtype.type)
+    # zero-padded input, batch innermost: (C, Hp, Wp, N), big enough for whole tiles
+    padded = np.zeros((channels, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, n_img), x.dtype)
+    padded[:, top:top + height, left:left + width] = x.transpose(1, 2, 3, 0)
+    # the input tiles, one strided slice per position (a, b) inside a tile: (nh, nw, C, th, tw, N)
+    tiles = np.empty((n_h, n_w, channels, tiles_h, tiles_w, n_img), x.dtype)
+    offsets = [(a, b) for a in range(n_h) for b in range(n_w)]
+
+    def cut(part):
+        for a, b in part:
+            tiles[a, b] = padded[:, a:a + m * tiles_h:m, b:b + m * tiles_w:m]
+    run_in_parallel(cut, offsets, x)
+    n_tiles = tiles_h * tiles_w * n_img
+    v = (kb @ tiles.reshape(n_h * n_w, channels * n_tiles)).reshape(n_h * n_w, channels, n_tiles)
+    u = (kg @ weight.reshape(out_channels * channels, kernel_h * kernel_w).T).reshape(
+        n_h * n_w, out_channels, channels)
+    products = u @ v  # (nh nw, O, tiles): one product over channels per tile position
+    y = (ka @ products.reshape(n_h * n_w, out_channels * n_tiles)).reshape(
+        m, m, out_channels, tiles_h, tiles_w, n_img)
+    # untile: (a, b, O, ty, tx, N) -> (O, ty m + a, tx m + b, N), then crop and bring the batch first
+    whole = np.empty((out_channels, tiles_h * m, tiles_w * m, n_img), x.dtype)
+    whole.reshape(out_channels, tiles_h, m, tiles_w, m, n_img)[...] = y.transpose(2, 3, 0, 4, 1, 5)
+    out = np.ascontiguousarray(whole[:, :out_h, :out_w].transpose(3, 0, 1, 2))
+    return out, (v, u, x.shape, padding, m)
+
+
+def backward(grad, weight, saved, need_x, need_weight):
+    """dL/dx and dL/dweight (each None when not needed) from dL/dout, through the transposed maps."""
+    v, u, x_shape, padding, m = saved
+    n_img, channels, height, width = x_shape
+    out_channels, _, kernel_h, kernel_w = weight.shape
+    out_h, out_w = grad.shape[2:]
+    (tiles_h, tiles_w), (n_h, n_w) = tile_grid((out_h, out_w), m), (m + kernel_h - 1, m + kernel_w - 1)
+    ka, kg, kb = kron_transforms(m, (kernel_h, kernel_w), grad.dtype.type)
+    n_tiles = tiles_h * tiles_w * n_img
+    # dL/dout cut into output tiles (a, b, O, th, tw, N), the reverse of forward's untiling;
+    # the part of the last tiles that forward cropped off gets zeros
+    whole = np.zeros((out_channels, tiles_h * m, tiles_w * m, n_img), grad.dtype)
+    whole[:, :out_h, :out_w] = grad.transpose(1, 2, 3, 0)
+    grad_y = np.ascontiguousarray(
+        whole.reshape(out_channels, tiles_h, m, tiles_w, m, n_img).transpose(2, 4, 0, 1, 3, 5))
+    grad_products = (ka.T @ grad_y.reshape(m * m, out_channels * n_tiles)).reshape(
+        n_h * n_w, out_channels, n_tiles)
+    grad_x = grad_weight = None
+    if need_weight:
+        grad_u = grad_products @ v.transpose(0, 2, 1)  # (nh nw, O, C)
+        grad_weight = (kg.T @ grad_u.reshape(n_h * n_w, out_channels * channels)).T.reshape(weight.shape)
+    if need_x:
+        grad_v = u.transpose(0, 2, 1) @ grad_products  # (nh nw, C, tiles)
+        grad_tiles = (kb.T @ grad_v.reshape(n_h * n_w, channels * n_tiles)).reshape(
+            n_h, n_w, channels, tiles_h, tiles_w, n_img)
+        (top, _), (left, _) = padding
+        padded = np.zeros((channels, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, n_img), grad.dtype)
+
+        def add_back(part):  # tiles overlap: each thread adds every tile position for its own channels
+            for a in range(n_h):
+                for b in range(n_w):
+                    padded[part, a:a + m * tiles_h:m, b:b + m * tiles_w:m] += grad_tiles[a, b, part]
+        run_on_slices(add_back, channels, grad)
+        grad_x = np.ascontiguousarray(padded[:, top:top + height, left:left + width].transpose(3, 0, 1, 2))
+    return grad_x, grad_weight
