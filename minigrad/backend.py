@@ -166,25 +166,36 @@ def run_in_parallel(work, items, array):
     global _workers
     items = list(items)
     threads = min(cpu_threads(), len(items))
-    if is_cupy_array(array) or threads <= 1:
+    # inside a worker already (an op split among threads calling another): the
+    # workers are all busy with the outer parts, so waiting for them would hang
+    nested = threading.current_thread().name.startswith("minigrad")
+    if is_cupy_array(array) or threads <= 1 or nested:
         work(items)
         return
     if _workers is None:
         from concurrent.futures import ThreadPoolExecutor
         _workers = ThreadPoolExecutor(max_workers=cpu_threads(), thread_name_prefix="minigrad")
     parts = [items[k * len(items) // threads:(k + 1) * len(items) // threads] for k in range(threads)]
-    for future in [_workers.submit(work, part) for part in parts]:
+    # the calling thread does the first part itself: one hand-over less per call
+    futures = [_workers.submit(work, part) for part in parts[1:]]
+    work(parts[0])
+    for future in futures:
         future.result()
 
 
-def run_on_slices(work, n, array):
+# Below this many values, handing parts to threads costs more than it saves.
+PARALLEL_SIZE = 1 << 17
+
+
+def run_on_slices(work, n, array, min_size=0):
     """Call ``work(part)`` for consecutive slices ``part`` of range(n), one slice per thread (see ``run_in_parallel``).
 
     For an op on ``array`` that splits along one axis: the images of a batch,
-    a run of channels, the entries of a flattened weight. CuPy arrays get
-    one call with the whole range.
+    a run of channels, the entries of a flattened weight. CuPy arrays, and
+    arrays of fewer than ``min_size`` values, get one call with the whole range.
     """
-    threads = 1 if is_cupy_array(array) else max(1, min(cpu_threads(), n))
+    small = array.size < min_size
+    threads = 1 if small or is_cupy_array(array) else max(1, min(cpu_threads(), n))
     bounds = [k * n // threads for k in range(threads + 1)]
 
     def work_on(parts):

@@ -31,3 +31,18 @@ def test_run_in_parallel_gives_each_item_to_one_call(monkeypatch):
             parts.append(list(part))
     backend.run_in_parallel(work, "abcdefg", np.zeros(1))
     assert len(parts) == 3 and sorted(item for part in parts for item in part) == list("abcdefg")
+
+
+def test_a_split_inside_a_split_runs_in_its_worker_instead_of_waiting(monkeypatch):
+    """Every worker busy with an outer part must not wait for a free worker: it runs the inner parts itself."""
+    monkeypatch.setenv("MINIGRAD_NUM_THREADS", "2")
+    seen = []
+    lock = threading.Lock()
+
+    def outer(part):
+        def inner(inner_part):
+            with lock:
+                seen.extend(range(100)[part][inner_part])
+        backend.run_on_slices(inner, len(range(100)[part]), np.zeros(1))
+    backend.run_on_slices(outer, 100, np.zeros(1))
+    assert sorted(seen) == list(range(100))

@@ -109,3 +109,16 @@ def test_int_tensor_divided_is_float32_like_pytorch():
     mine = mg.tensor([1, 2]) / 2
     theirs = torch.tensor([1, 2]) / 2
     assert mine.dtype == mg.float32 and theirs.dtype == torch.float32
+
+
+def test_large_relu_is_split_among_threads_without_changing_a_bit(monkeypatch):
+    """Above 2^17 values the batch is shared out among threads: same values as NumPy's, for 1 and 3 threads."""
+    from minigrad.ops.elementwise import ReLU
+    x = np.random.default_rng(0).standard_normal((9, 8, 48, 48)).astype(np.float32)
+    x[0, 0, 0, :3] = 0.0  # the gradient at exactly 0 is 0, as in PyTorch
+    grad = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    for threads in (1, 3):
+        monkeypatch.setenv("MINIGRAD_NUM_THREADS", str(threads))
+        node = ReLU()
+        np.testing.assert_array_equal(node.forward(x), np.maximum(x, 0))
+        np.testing.assert_array_equal(node.backward(grad), np.where(x > 0, grad, 0))

@@ -24,7 +24,7 @@ eps aside, absorbs it), so the gradient must be orthogonal to x_hat. With 1/m ta
     dL/dx = gamma inv_std / m (m dL/dy - sum(dL/dy) - x_hat sum(dL/dy x_hat)).
 """
 from ..autograd import Function
-from ..backend import get_array_module, is_cupy_array, is_floating
+from ..backend import PARALLEL_SIZE, get_array_module, is_cupy_array, is_floating, run_on_slices
 from .matmul import check_same_float_dtype
 
 
@@ -86,54 +86,79 @@ class BatchNorm(Function):
         xp = get_array_module(x)
         per_channel = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # broadcasts a (C,) array against x
         count = x.size // x.shape[1]  # m, the values per channel
-        if self.training:
-            if count < 2:
-                raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
-                                 f"got input of shape {x.shape}")
-            mean = channel_sum(x) / count
-            centered = x - mean.reshape(per_channel)
-            var = channel_sum(centered, centered) / count  # biased: divides by m, as in the formula
-            if self.running_mean is not None:
-                # the running variance estimates the population's, so it takes the unbiased m/(m-1) var
-                momentum = self.momentum
-                self.running_mean[...] = (1 - momentum) * self.running_mean + momentum * mean
-                self.running_var[...] = (1 - momentum) * self.running_var + momentum * var * (count / (count - 1))
-        else:
-            mean = self.running_mean.astype(x.dtype, copy=False)
-            var = self.running_var.astype(x.dtype, copy=False)
-            centered = x - mean.reshape(per_channel)
-        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype, copy=False)
-        x_hat = centered
-        x_hat *= inv_std.reshape(per_channel)  # in place: centered is not needed any more
-        # y = gamma x_hat + beta in one new array, updated in place
-        out = x_hat.copy() if weight is None else x_hat * weight.reshape(per_channel)
-        if bias is not None:
-            out += bias.reshape(per_channel)
+        if self.training and count < 2:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                             f"got input of shape {x.shape}")
+        channels = x.shape[1]
+        x_hat, out = xp.empty_like(x), xp.empty_like(x)
+        mean, var = xp.empty(channels, x.dtype), xp.empty(channels, x.dtype)
+        if not self.training:
+            mean[...], var[...] = self.running_mean, self.running_var
+
+        def normalize(part):  # channels ``part``: every line below reads and writes only those
+            centered = x_hat[:, part]  # x - mu first, scaled into x_hat in place below
+            if self.training:
+                mean[part] = channel_sum(x[:, part]) / count
+            xp.subtract(x[:, part], mean[part].reshape(per_channel), out=centered)
+            if self.training:
+                var[part] = channel_sum(centered, centered) / count  # biased: divides by m
+            centered *= (1 / xp.sqrt(var[part] + self.eps)).reshape(per_channel)
+            # y = gamma x_hat + beta, written straight into its slice of out
+            if weight is None:
+                out[:, part] = centered
+            else:
+                xp.multiply(centered, weight[part].reshape(per_channel), out=out[:, part])
+            if bias is not None:
+                out[:, part] += bias[part].reshape(per_channel)
+        by_channel(normalize, x)
+        if self.training and self.running_mean is not None:
+            # the running variance estimates the population's, so it takes the unbiased m/(m-1) var
+            momentum = self.momentum
+            self.running_mean[...] = (1 - momentum) * self.running_mean + momentum * mean
+            self.running_var[...] = (1 - momentum) * self.running_var + momentum * var * (count / (count - 1))
+        inv_std = 1 / xp.sqrt(var + self.eps)
         self.per_channel, self.count = per_channel, count
         self.save_for_backward(x_hat, inv_std, weight)
         return out
 
     def backward(self, grad):
         x_hat, inv_std, weight = self.saved
+        xp = get_array_module(grad)
         needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
-        grad_x = grad_weight = grad_bias = None
         fused = needs_x and self.training  # the training rule for x needs both channel sums
-        # y = gamma x_hat + beta: dy/dbeta = 1, dy/dgamma = x_hat, summed over each channel
-        sum_grad = channel_sum(grad) if needs_bias or fused else None
-        sum_grad_x_hat = channel_sum(grad, x_hat) if needs_weight or fused else None
-        if needs_bias:
-            grad_bias = sum_grad
-        if needs_weight:
-            grad_weight = sum_grad_x_hat
-        if needs_x:
-            scale = inv_std if weight is None else weight * inv_std
-            grad_x = grad * scale.reshape(self.per_channel)  # mu and var constant (eval): dy/dx = gamma inv_std
-            if fused:
-                # dL/dx = gamma inv_std / m (m g - sum g - x_hat sum(g x_hat)), derived above, as
-                # grad_x above minus two per-channel terms, subtracted in place (no m-sized temporaries but one)
-                grad_x -= x_hat * (scale * sum_grad_x_hat / self.count).reshape(self.per_channel)
-                grad_x -= (scale * sum_grad / self.count).reshape(self.per_channel)
-        return grad_x, grad_weight, grad_bias
+        channels, per_channel = grad.shape[1], self.per_channel
+        scale = inv_std if weight is None else weight * inv_std  # dy/dx with mu and var constant (eval)
+        sum_grad = xp.empty(channels, grad.dtype) if needs_bias or fused else None
+        sum_grad_x_hat = xp.empty(channels, grad.dtype) if needs_weight or fused else None
+        grad_x = xp.empty_like(grad) if needs_x else None
+
+        def gradients(part):  # channels ``part`` only, as in forward
+            g = grad[:, part]
+            # y = gamma x_hat + beta: dy/dbeta = 1, dy/dgamma = x_hat, summed over each channel
+            if sum_grad is not None:
+                sum_grad[part] = channel_sum(g)
+            if sum_grad_x_hat is not None:
+                sum_grad_x_hat[part] = channel_sum(g, x_hat[:, part])
+            if needs_x:
+                dx = grad_x[:, part]
+                xp.multiply(g, scale[part].reshape(per_channel), out=dx)
+                if fused:
+                    # dL/dx = gamma inv_std / m (m g - sum g - x_hat sum(g x_hat)), derived above, as
+                    # dx above minus two per-channel terms, subtracted in place (one temporary)
+                    dx -= x_hat[:, part] * (scale[part] * sum_grad_x_hat[part] / self.count).reshape(per_channel)
+                    dx -= (scale[part] * sum_grad[part] / self.count).reshape(per_channel)
+        by_channel(gradients, grad)
+        return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
+
+
+def by_channel(work, x):
+    """Call ``work(part)`` on slices of the channels: all at once, or one run of channels per thread.
+
+    Every channel is normalised with its own statistics, so channels can be
+    shared out among threads (NumPy runs each line on one core); the result
+    does not depend on how they are split.
+    """
+    run_on_slices(work, x.shape[1], x, min_size=PARALLEL_SIZE)
 
 
 def channel_sum(a, b=None):
