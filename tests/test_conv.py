@@ -25,6 +25,10 @@ CASES = [  # input shape, weight shape, bias?, stride, padding
     pytest.param((2, 2, 6, 5), (3, 2, 3, 2), True, 1, "valid", id="valid"),
     pytest.param((2, 3, 6, 6), (2, 3, 3, 3), False, 1, 1, id="no-bias"),
     pytest.param((2, 3, 5, 4), (2, 3, 5, 4), True, 1, 0, id="kernel-is-input"),
+    # more than 32 values per column: one product for the whole batch instead of one per image
+    pytest.param((2, 4, 7, 6), (3, 4, 3, 3), True, 1, 1, id="long-columns"),
+    pytest.param((1, 5, 8, 7), (2, 5, 3, 3), True, 2, (1, 0), id="long-columns-stride-2"),
+    pytest.param((2, 9, 5, 5), (2, 9, 2, 2), False, 1, "same", id="long-columns-even-kernel"),
 ]
 
 
@@ -76,13 +80,26 @@ def test_conv2d_weight_gradient_alone_when_input_needs_none():
     np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-10)
 
 
-def test_col2im_is_the_adjoint_of_im2col():
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_col2im_is_the_adjoint_of_im2col(batch_first):
     # <im2col(x), c> = <x, col2im(c)>: why col2im is the backward of the copy
     x = randn(2, 3, 6, 5, seed=1)
     kernel_size, stride, padding = (3, 2), (2, 1), ((1, 2), (0, 1))
-    cols = im2col(x, kernel_size, stride, padding)
+    cols = im2col(x, kernel_size, stride, padding, batch_first)
     c = randn(*cols.shape, seed=2)
-    assert np.isclose((cols * c).sum(), (x * col2im(c, x.shape, stride, padding)).sum())
+    assert np.isclose((cols * c).sum(), (x * col2im(c, x.shape, stride, padding, batch_first)).sum())
+
+
+def test_both_column_layouts_hold_the_same_windows():
+    x = randn(3, 2, 7, 6, seed=1)
+    kernel_size, stride, padding = (3, 2), (2, 1), ((1, 2), (0, 1))
+    by_channel = im2col(x, kernel_size, stride, padding)  # (C, kH, kW, N, Ho, Wo)
+    by_image = im2col(x, kernel_size, stride, padding, batch_first=True)  # (N, C, kH, kW, Ho, Wo)
+    np.testing.assert_array_equal(by_image, by_channel.transpose(3, 0, 1, 2, 4, 5))
+    c = randn(*by_image.shape, seed=2)
+    np.testing.assert_allclose(col2im(c, x.shape, stride, padding, batch_first=True),
+                               col2im(np.ascontiguousarray(c.transpose(1, 2, 3, 0, 4, 5)), x.shape, stride, padding),
+                               rtol=1e-12)
 
 
 def zeros(*shape, dtype=np.float64):

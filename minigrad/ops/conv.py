@@ -79,7 +79,7 @@ def output_size(size, kernel_size, stride, padding):
                  for n, k, s, (before, after) in zip(size, kernel_size, stride, padding))
 
 
-def im2col(x, kernel_size, stride, padding):
+def im2col(x, kernel_size, stride, padding, batch_first=False):
     """Every kernel window of x (N, C, H, W), as an array of shape (C, kH, kW, N, Ho, Wo).
 
     ``padding`` is ((top, bottom), (left, right)). One strided slice copy per
@@ -87,24 +87,32 @@ def im2col(x, kernel_size, stride, padding):
     holds the pixel at offset (i, j) of every window at once. The result is
     contiguous, so reshaping it to (C kH kW, N Ho Wo) costs nothing. On the
     CPU the offsets are shared out among threads (see ``run_in_parallel``).
+    ``batch_first=True`` gives (N, C, kH, kW, Ho, Wo) instead: each image's
+    columns on their own (see ``Conv2d``).
     """
     xp = get_array_module(x)
     n, c = x.shape[:2]
     out_h, out_w = output_size(x.shape[2:], kernel_size, stride, padding)
-    if is_cupy_array(x):  # one fused launch instead of kH kW copies
+    if batch_first:
+        source = pad2d(x, padding)
+        cols = xp.empty((n, c, *kernel_size, out_h, out_w), dtype=x.dtype)
+        offset = (slice(None), slice(None))  # cols[:, :, i, j]
+    elif is_cupy_array(x):  # one fused launch instead of kH kW copies
         return kernels_cuda.im2col(x, kernel_size, stride, padding, (out_h, out_w))
-    channels_first = pad2d(x.transpose(1, 0, 2, 3), padding)  # (C, N, H, W)
-    cols = xp.empty((c, *kernel_size, n, out_h, out_w), dtype=x.dtype)
+    else:
+        source = pad2d(x.transpose(1, 0, 2, 3), padding)  # (C, N, H, W)
+        cols = xp.empty((c, *kernel_size, n, out_h, out_w), dtype=x.dtype)
+        offset = (slice(None),)  # cols[:, i, j]
     windows = window_slices(kernel_size, stride, (out_h, out_w))
 
     def copy(part):
         for (i, j), window in part:
-            cols[:, i, j] = channels_first[window]
+            cols[offset + (i, j)] = source[window]
     run_in_parallel(copy, windows, x)
     return cols
 
 
-def col2im(cols, x_shape, stride, padding):
+def col2im(cols, x_shape, stride, padding, batch_first=False):
     """The adjoint of im2col: sum each entry of cols (C, kH, kW, N, Ho, Wo) back onto its pixel of x_shape.
 
     Windows overlap when the stride is smaller than the kernel, so a pixel
@@ -112,14 +120,21 @@ def col2im(cols, x_shape, stride, padding):
     is no input, is cropped off at the end. On the CPU the channels are
     shared out among threads: each channel's sums stay in one thread, in a
     fixed order, so the result does not depend on the thread count.
+    ``batch_first=True`` takes im2col's (N, C, kH, kW, Ho, Wo) layout.
     """
-    if is_cupy_array(cols):  # one fused launch, each pixel gathering its windows' terms
+    if is_cupy_array(cols) and not batch_first:  # one fused launch, each pixel gathering its windows' terms
         return kernels_cuda.col2im(cols, x_shape, stride, padding)
     xp = get_array_module(cols)
+    if batch_first:
+        cols = cols.transpose(1, 2, 3, 0, 4, 5)  # a view in the (C, kH, kW, N, Ho, Wo) order of the loop below
     c, kernel_h, kernel_w, n, out_h, out_w = cols.shape
     (top, bottom), (left, right) = padding
     h, w = x_shape[2:]
-    padded = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=cols.dtype)
+    padded_size = (h + top + bottom, w + left + right)
+    if batch_first:  # an (N, C, ...) array, seen as (C, N, ...) by the loop
+        padded = xp.zeros((n, c, *padded_size), dtype=cols.dtype).transpose(1, 0, 2, 3)
+    else:
+        padded = xp.zeros((c, n, *padded_size), dtype=cols.dtype)
     windows = window_slices((kernel_h, kernel_w), stride, (out_h, out_w))
 
     def add(channels):  # a run of consecutive channels
@@ -209,12 +224,24 @@ class Conv2d(Function):
             if bias is not None:
                 out += bias[:, None, None]
             return out
-        cols = im2col(x, (kernel_h, kernel_w), self.stride, self.padding)
-        n, out_h, out_w = x.shape[0], cols.shape[4], cols.shape[5]
-        cols = cols.reshape(in_channels * kernel_h * kernel_w, n * out_h * out_w)
+        # Few input channels (a first layer: C kH kW of at most 32), on the CPU: one product per
+        # image, whose (O, Ho Wo) result is already that image's NCHW output. The cheap products
+        # of such a layer cost less than moving its big output, and this way nothing is transposed.
+        self.batch_first = not is_cupy_array(x) and in_channels * kernel_h * kernel_w <= 32
+        cols = im2col(x, (kernel_h, kernel_w), self.stride, self.padding, self.batch_first)
+        n, out_h, out_w = x.shape[0], cols.shape[-2], cols.shape[-1]
         self.x_shape = x.shape
+        weight_matrix = weight.reshape(out_channels, -1)  # W2
+        if self.batch_first:
+            cols = cols.reshape(n, in_channels * kernel_h * kernel_w, out_h * out_w)
+            self.save_for_backward(cols, weight)
+            out = weight_matrix @ cols  # (N, O, Ho Wo): W2 times each image's columns
+            if bias is not None:
+                out += bias[:, None]
+            return out.reshape(n, out_channels, out_h, out_w)
+        cols = cols.reshape(in_channels * kernel_h * kernel_w, n * out_h * out_w)
         self.save_for_backward(cols, weight)
-        out = weight.reshape(out_channels, -1) @ cols  # (O, N Ho Wo)
+        out = weight_matrix @ cols  # (O, N Ho Wo)
         if bias is not None:
             out += bias[:, None]
         return xp.ascontiguousarray(out.reshape(out_channels, n, out_h, out_w).transpose(1, 0, 2, 3))
@@ -231,12 +258,21 @@ class Conv2d(Function):
                                                     self.needs_input_grad[0], self.needs_input_grad[1])
             return grad_x, grad_weight, grad_bias
         cols, weight = self.saved
+        grad_x = grad_weight = None
+        weight_matrix = weight.reshape(out_channels, -1)
+        if self.batch_first:  # each image's product on its own, as in forward
+            grad = grad.reshape(n, out_channels, out_h * out_w)
+            if self.needs_input_grad[0]:
+                grad_cols = (weight_matrix.T @ grad).reshape(n, self.x_shape[1], *weight.shape[2:], out_h, out_w)
+                grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding, batch_first=True)
+            if self.needs_input_grad[1]:  # summed over the images
+                grad_weight = (grad @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape)
+            return grad_x, grad_weight, grad_bias
         # the gradient in the layout of the product: (O, N Ho Wo)
         grad = grad.transpose(1, 0, 2, 3).reshape(out_channels, n * out_h * out_w)
-        grad_x = grad_weight = None
         if self.needs_input_grad[0]:
             # dL/dcols = W2^T dL/dout; col2im adds each column back onto its pixel
-            grad_cols = weight.reshape(out_channels, -1).T @ grad
+            grad_cols = weight_matrix.T @ grad
             grad_cols = grad_cols.reshape(self.x_shape[1], *weight.shape[2:], n, out_h, out_w)
             grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding)
         if self.needs_input_grad[1]:
