@@ -90,24 +90,23 @@ class BatchNorm(Function):
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input of shape {x.shape}")
         channels = x.shape[1]
-        x_hat, out = xp.empty_like(x), xp.empty_like(x)
+        centered, out = xp.empty_like(x), xp.empty_like(x)
         mean, var = xp.empty(channels, x.dtype), xp.empty(channels, x.dtype)
         if not self.training:
             mean[...], var[...] = self.running_mean, self.running_var
 
         def normalize(part):  # channels ``part``: every line below reads and writes only those
-            centered = x_hat[:, part]  # x - mu first, scaled into x_hat in place below
             if self.training:
                 mean[part] = channel_sum(x[:, part]) / count
-            xp.subtract(x[:, part], mean[part].reshape(per_channel), out=centered)
+            xp.subtract(x[:, part], mean[part].reshape(per_channel), out=centered[:, part])
             if self.training:
-                var[part] = channel_sum(centered, centered) / count  # biased: divides by m
-            centered *= (1 / xp.sqrt(var[part] + self.eps)).reshape(per_channel)
-            # y = gamma x_hat + beta, written straight into its slice of out
-            if weight is None:
-                out[:, part] = centered
-            else:
-                xp.multiply(centered, weight[part].reshape(per_channel), out=out[:, part])
+                var[part] = channel_sum(centered[:, part], centered[:, part]) / count  # biased: divides by m
+            # y = gamma x_hat + beta = (gamma inv_std) (x - mu) + beta: x_hat itself is never
+            # stored (backward gets it from x - mu), which saves two passes over the batch
+            scale = 1 / xp.sqrt(var[part] + self.eps)
+            if weight is not None:
+                scale *= weight[part]
+            xp.multiply(centered[:, part], scale.reshape(per_channel), out=out[:, part])
             if bias is not None:
                 out[:, part] += bias[part].reshape(per_channel)
         by_channel(normalize, x)
@@ -118,11 +117,11 @@ class BatchNorm(Function):
             self.running_var[...] = (1 - momentum) * self.running_var + momentum * var * (count / (count - 1))
         inv_std = 1 / xp.sqrt(var + self.eps)
         self.per_channel, self.count = per_channel, count
-        self.save_for_backward(x_hat, inv_std, weight)
+        self.save_for_backward(centered, inv_std, weight)
         return out
 
     def backward(self, grad):
-        x_hat, inv_std, weight = self.saved
+        centered, inv_std, weight = self.saved  # x_hat = centered inv_std
         xp = get_array_module(grad)
         needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
         fused = needs_x and self.training  # the training rule for x needs both channel sums
@@ -138,14 +137,15 @@ class BatchNorm(Function):
             if sum_grad is not None:
                 sum_grad[part] = channel_sum(g)
             if sum_grad_x_hat is not None:
-                sum_grad_x_hat[part] = channel_sum(g, x_hat[:, part])
+                sum_grad_x_hat[part] = channel_sum(g, centered[:, part]) * inv_std[part]
             if needs_x:
                 dx = grad_x[:, part]
                 xp.multiply(g, scale[part].reshape(per_channel), out=dx)
                 if fused:
                     # dL/dx = gamma inv_std / m (m g - sum g - x_hat sum(g x_hat)), derived above, as
                     # dx above minus two per-channel terms, subtracted in place (one temporary)
-                    dx -= x_hat[:, part] * (scale[part] * sum_grad_x_hat[part] / self.count).reshape(per_channel)
+                    x_hat_factor = scale[part] * inv_std[part] * sum_grad_x_hat[part] / self.count
+                    dx -= centered[:, part] * x_hat_factor.reshape(per_channel)
                     dx -= (scale[part] * sum_grad[part] / self.count).reshape(per_channel)
         by_channel(gradients, grad)
         return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)

@@ -83,6 +83,30 @@ def tile_grid(out_size, m):
     return tuple(-(-size // m) for size in out_size)
 
 
+def batch_last(x, out):
+    """out[c] = x[:, c] with the batch moved last: (N, C, H, W) into out (C, H, W, N).
+
+    Channel by channel, each a transpose small enough to stay in the cache
+    (moving the batch across a whole array at once misses it on every
+    element), and the channels shared among threads.
+    """
+    def move(part):
+        for c in range(part.start, part.stop):
+            out[c] = x[:, c].transpose(1, 2, 0)
+    run_on_slices(move, x.shape[1], x)
+
+
+def batch_first(x):
+    """The reverse of ``batch_last``: (C, H, W, N) to a new contiguous (N, C, H, W) array."""
+    out = np.empty((x.shape[3], *x.shape[:3]), x.dtype)
+
+    def move(part):
+        for c in range(part.start, part.stop):
+            out[:, c] = x[c].transpose(2, 0, 1)
+    run_on_slices(move, x.shape[0], x)
+    return out
+
+
 def forward(x, weight, padding, m):
     """out = conv2d(x, weight) at stride 1 with ``padding`` ((top, bottom), (left, right)), by F(m x m, kH x kW).
 
@@ -96,7 +120,7 @@ def forward(x, weight, padding, m):
     ka, kg, kb = kron_transforms(m, (kernel_h, kernel_w), x.dtype.type)
     # zero-padded input, batch innermost: (C, Hp, Wp, N), big enough for whole tiles
     padded = np.zeros((channels, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, n_img), x.dtype)
-    padded[:, top:top + height, left:left + width] = x.transpose(1, 2, 3, 0)
+    batch_last(x, padded[:, top:top + height, left:left + width])
     # the input tiles, one strided slice per position (a, b) inside a tile: (nh, nw, C, th, tw, N)
     tiles = np.empty((n_h, n_w, channels, tiles_h, tiles_w, n_img), x.dtype)
     offsets = [(a, b) for a in range(n_h) for b in range(n_w)]
@@ -115,7 +139,7 @@ def forward(x, weight, padding, m):
     # untile: (a, b, O, ty, tx, N) -> (O, ty m + a, tx m + b, N), then crop and bring the batch first
     whole = np.empty((out_channels, tiles_h * m, tiles_w * m, n_img), x.dtype)
     whole.reshape(out_channels, tiles_h, m, tiles_w, m, n_img)[...] = y.transpose(2, 3, 0, 4, 1, 5)
-    out = np.ascontiguousarray(whole[:, :out_h, :out_w].transpose(3, 0, 1, 2))
+    out = batch_first(whole[:, :out_h, :out_w])
     return out, (v, u, x.shape, padding, m)
 
 
@@ -131,7 +155,7 @@ def backward(grad, weight, saved, need_x, need_weight):
     # dL/dout cut into output tiles (a, b, O, th, tw, N), the reverse of forward's untiling;
     # the part of the last tiles that forward cropped off gets zeros
     whole = np.zeros((out_channels, tiles_h * m, tiles_w * m, n_img), grad.dtype)
-    whole[:, :out_h, :out_w] = grad.transpose(1, 2, 3, 0)
+    batch_last(grad, whole[:, :out_h, :out_w])
     grad_y = np.ascontiguousarray(
         whole.reshape(out_channels, tiles_h, m, tiles_w, m, n_img).transpose(2, 4, 0, 1, 3, 5))
     grad_products = (ka.T @ grad_y.reshape(m * m, out_channels * n_tiles)).reshape(
@@ -152,5 +176,5 @@ def backward(grad, weight, saved, need_x, need_weight):
                 for b in range(n_w):
                     padded[part, a:a + m * tiles_h:m, b:b + m * tiles_w:m] += grad_tiles[a, b, part]
         run_on_slices(add_back, channels, grad)
-        grad_x = np.ascontiguousarray(padded[:, top:top + height, left:left + width].transpose(3, 0, 1, 2))
+        grad_x = batch_first(padded[:, top:top + height, left:left + width])
     return grad_x, grad_weight
