@@ -24,19 +24,19 @@ So T_g = C diag(V_r g) V_m, and transposing it
 
 with A^T = V_m^T (m x n), G = V_r (n x r) and B^T = C^T (n x n): n products.
 In two dimensions the same maps act on rows and on columns,
-Y = A^T [(G g G^T) * (B^T d B)] A, and flattening a tile row by row turns
-each sandwich into one matrix, a Kronecker product: vec(B^T d B) =
-(B^T kron B^T) vec(d). The sum over input channels commutes with A^T .. A,
-so at each of the n^2 positions f of a transformed tile it is a matrix
-product over channels, and the whole layer is
+Y = A^T [(G g G^T) * (B^T d B)] A (``rows_and_columns`` applies such a
+sandwich to every tile at once). The sum over input channels commutes with
+A^T .. A, so at each of the n^2 positions f of a transformed tile it is a
+matrix product over channels, and the whole layer is
 
-    V = KB tiles(x),  U = KG w,  M[f] = U[f] V[f],  out = untile(KA M) + b
+    V = B^T tiles(x) B,  U = G w G^T,  M[f] = U[f] V[f],  out = untile(A^T M A) + b
 
 (U[f] is out_channels x in_channels, V[f] in_channels x tiles).
 
-Backward: every step is linear, so each gradient is the transposed map:
-dM = KA^T tiles(dL/dout), dL/dU[f] = dM[f] V[f]^T, dL/dw = KG^T dL/dU,
-dL/dV[f] = U[f]^T dM[f], and dL/dx adds KB^T dL/dV back onto the
+Backward: every step is linear, so each gradient is the transposed map
+(the transpose of X -> P X Q^T is Z -> P^T Z Q):
+dM = A tiles(dL/dout) A^T, dL/dU[f] = dM[f] V[f]^T, dL/dw = G^T dL/dU G,
+dL/dV[f] = U[f]^T dM[f], and dL/dx adds B dL/dV B^T back onto the
 overlapping input tiles it came from (the adjoint of cutting the tiles).
 
 Layout: tiles are indexed (tile row, tile column, image), with the batch
@@ -72,10 +72,24 @@ def transforms(m, r):
 
 
 @functools.lru_cache(maxsize=None)
-def kron_transforms(m, kernel_size, dtype):
-    """KA (m^2 x nh nw), KG (nh nw x kh kw), KB (nh nw x nh nw): the 2-D maps on flattened tiles."""
-    (at_h, g_h, bt_h), (at_w, g_w, bt_w) = (transforms(m, r) for r in kernel_size)
-    return tuple(np.kron(a, b).astype(dtype) for a, b in ((at_h, at_w), (g_h, g_w), (bt_h, bt_w)))
+def axis_transforms(m, kernel_size, dtype):
+    """((A^T, G, B^T) along rows, (A^T, G, B^T) along columns) in ``dtype``."""
+    return tuple(tuple(a.astype(dtype) for a in transforms(m, r)) for r in kernel_size)
+
+
+def rows_and_columns(row_matrix, column_matrix, tiles):
+    """row_matrix d column_matrix^T for every tile d of tiles (n_h, n_w, ...): one product per axis.
+
+    One product along the rows, then one per row along the columns: n_h + n_w
+    multiplications per entry, where a single matrix on flattened tiles (a
+    Kronecker product) would need n_h n_w.
+    """
+    n_h, n_w = tiles.shape[:2]
+    rows = (row_matrix @ tiles.reshape(n_h, -1)).reshape(row_matrix.shape[0], n_w, -1)
+    out = np.empty((row_matrix.shape[0], column_matrix.shape[0], rows.shape[2]), tiles.dtype)
+    for a in range(rows.shape[0]):
+        np.matmul(column_matrix, rows[a], out=out[a])
+    return out
 
 
 def tile_grid(out_size, m):
@@ -117,7 +131,7 @@ def forward(x, weight, padding, m):
     (top, bottom), (left, right) = padding
     out_h, out_w = height + top + bottom - kernel_h + 1, width + left + right - kernel_w + 1
     (tiles_h, tiles_w), (n_h, n_w) = tile_grid((out_h, out_w), m), (m + kernel_h - 1, m + kernel_w - 1)
-    ka, kg, kb = kron_transforms(m, (kernel_h, kernel_w), x.dtype.type)
+    (at_h, g_h, bt_h), (at_w, g_w, bt_w) = axis_transforms(m, (kernel_h, kernel_w), x.dtype.type)
     # zero-padded input, batch innermost: (C, Hp, Wp, N), big enough for whole tiles
     padded = np.zeros((channels, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, n_img), x.dtype)
     batch_last(x, padded[:, top:top + height, left:left + width])
@@ -130,11 +144,10 @@ def forward(x, weight, padding, m):
             tiles[a, b] = padded[:, a:a + m * tiles_h:m, b:b + m * tiles_w:m]
     run_in_parallel(cut, offsets, x)
     n_tiles = tiles_h * tiles_w * n_img
-    v = (kb @ tiles.reshape(n_h * n_w, channels * n_tiles)).reshape(n_h * n_w, channels, n_tiles)
-    u = (kg @ weight.reshape(out_channels * channels, kernel_h * kernel_w).T).reshape(
-        n_h * n_w, out_channels, channels)
+    v = rows_and_columns(bt_h, bt_w, tiles).reshape(n_h * n_w, channels, n_tiles)
+    u = rows_and_columns(g_h, g_w, weight.transpose(2, 3, 0, 1)).reshape(n_h * n_w, out_channels, channels)
     products = u @ v  # (nh nw, O, tiles): one product over channels per tile position
-    y = (ka @ products.reshape(n_h * n_w, out_channels * n_tiles)).reshape(
+    y = rows_and_columns(at_h, at_w, products.reshape(n_h, n_w, -1)).reshape(
         m, m, out_channels, tiles_h, tiles_w, n_img)
     # untile: (a, b, O, ty, tx, N) -> (O, ty m + a, tx m + b, N), then crop and bring the batch first
     whole = np.empty((out_channels, tiles_h * m, tiles_w * m, n_img), x.dtype)
@@ -150,7 +163,7 @@ def backward(grad, weight, saved, need_x, need_weight):
     out_channels, _, kernel_h, kernel_w = weight.shape
     out_h, out_w = grad.shape[2:]
     (tiles_h, tiles_w), (n_h, n_w) = tile_grid((out_h, out_w), m), (m + kernel_h - 1, m + kernel_w - 1)
-    ka, kg, kb = kron_transforms(m, (kernel_h, kernel_w), grad.dtype.type)
+    (at_h, g_h, bt_h), (at_w, g_w, bt_w) = axis_transforms(m, (kernel_h, kernel_w), grad.dtype.type)
     n_tiles = tiles_h * tiles_w * n_img
     # dL/dout cut into output tiles (a, b, O, th, tw, N), the reverse of forward's untiling;
     # the part of the last tiles that forward cropped off gets zeros
@@ -158,15 +171,15 @@ def backward(grad, weight, saved, need_x, need_weight):
     batch_last(grad, whole[:, :out_h, :out_w])
     grad_y = np.ascontiguousarray(
         whole.reshape(out_channels, tiles_h, m, tiles_w, m, n_img).transpose(2, 4, 0, 1, 3, 5))
-    grad_products = (ka.T @ grad_y.reshape(m * m, out_channels * n_tiles)).reshape(
-        n_h * n_w, out_channels, n_tiles)
+    grad_products = rows_and_columns(at_h.T, at_w.T, grad_y).reshape(n_h * n_w, out_channels, n_tiles)
     grad_x = grad_weight = None
     if need_weight:
         grad_u = grad_products @ v.transpose(0, 2, 1)  # (nh nw, O, C)
-        grad_weight = (kg.T @ grad_u.reshape(n_h * n_w, out_channels * channels)).T.reshape(weight.shape)
+        grad_weight = rows_and_columns(g_h.T, g_w.T, grad_u.reshape(n_h, n_w, -1)).reshape(
+            kernel_h, kernel_w, out_channels, channels).transpose(2, 3, 0, 1).copy()
     if need_x:
         grad_v = u.transpose(0, 2, 1) @ grad_products  # (nh nw, C, tiles)
-        grad_tiles = (kb.T @ grad_v.reshape(n_h * n_w, channels * n_tiles)).reshape(
+        grad_tiles = rows_and_columns(bt_h.T, bt_w.T, grad_v.reshape(n_h, n_w, -1)).reshape(
             n_h, n_w, channels, tiles_h, tiles_w, n_img)
         (top, _), (left, _) = padding
         padded = np.zeros((channels, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, n_img), grad.dtype)
