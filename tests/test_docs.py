@@ -603,3 +603,50 @@ def test_doc_adam_bias_correction_and_tf_epsilon():
         tf_theta = tf_theta - lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) * m / (np.sqrt(v) + eps_hat)
         pytorch_theta = adam_doc(theta, grads[:t], lr, (beta1, beta2), eps)
         close(tf_theta, pytorch_theta, rtol=1e-12)
+
+
+def winograd_doc_matrices(m, r, points=(0, 1, -1, 2, -2, 0.5, -0.5)):
+    """A^T = V_m^T, G = V_r, B^T = V_n^-T, from the Vandermonde matrices of the doc."""
+    n = m + r - 1
+
+    def vandermonde(k):
+        rows = [[a ** j for j in range(k)] for a in points[:n - 1]]
+        return np.array(rows + [[0.0] * (k - 1) + [1.0]])
+    return vandermonde(m).T, vandermonde(r), np.linalg.inv(vandermonde(n)).T
+
+
+def test_doc_winograd_tile_and_its_backward():
+    m, r = 4, 5
+    n = m + r - 1
+    a_t, g_m, b_t = winograd_doc_matrices(m, r)
+    x = rng(11).standard_normal((1, 16, n, n))  # one n x n tile, 16 channels: the node uses Winograd
+    w = rng(12).standard_normal((2, 16, r, r))
+
+    # forward: U_f = (G w G^T)_f, V_f = (B^T d B)_f, M_f = U_f V_f, Y = A^T M A
+    def tile_forward(x, w):
+        u = np.einsum("ai,ocij,bj->aboc", g_m, w, g_m)  # (n, n, O, C)
+        v = np.einsum("ai,cij,bj->abc", b_t, x[0], b_t)  # (n, n, C)
+        products = np.einsum("aboc,abc->abo", u, v)  # M_f = U_f V_f at every position f = (a, b)
+        return np.einsum("pa,abo,qb->opq", a_t, products, a_t)[None]  # (1, O, m, m)
+    y = tile_forward(x, w)
+    close(y, conv_by_definition(x, w, np.zeros(2), (1, 1), (0, 0)), rtol=1e-9, atol=1e-10)
+    tx, tw = leaf(x), leaf(w)
+    out = F.conv2d(tx, tw)
+    assert out.grad_fn.tile == m
+    close(out.numpy(), y, rtol=1e-9, atol=1e-10)
+
+    # backward: M_bar = A Y_bar A^T, U_bar_f = M_bar_f V_f^T, w_bar = G^T U_bar G,
+    # V_bar_f = U_f^T M_bar_f, d_bar = B V_bar B^T
+    gy = rng(13).standard_normal(y.shape)
+    u = np.einsum("ai,ocij,bj->aboc", g_m, w, g_m)
+    v = np.einsum("ai,cij,bj->abc", b_t, x[0], b_t)
+    grad_m = np.einsum("pa,opq,qb->abo", a_t, gy[0], a_t)
+    grad_u = np.einsum("abo,abc->aboc", grad_m, v)
+    grad_w = np.einsum("ai,aboc,bj->ocij", g_m, grad_u, g_m)
+    grad_v = np.einsum("aboc,abo->abc", u, grad_m)
+    grad_x = np.einsum("ai,abc,bj->cij", b_t, grad_v, b_t)[None]
+    close(grad_x, numeric_grad(lambda x_: (tile_forward(x_, w) * gy).sum(), x.copy()), rtol=1e-6, atol=1e-6)
+    close(grad_w, numeric_grad(lambda w_: (tile_forward(x, w_) * gy).sum(), w.copy()), rtol=1e-6, atol=1e-6)
+    out.backward(mg.tensor(gy))
+    close(tx.grad.numpy(), grad_x, rtol=1e-9, atol=1e-9)
+    close(tw.grad.numpy(), grad_w, rtol=1e-9, atol=1e-9)
