@@ -17,6 +17,13 @@ Why this layout: with the batch inside the columns, each of the three
 products is a single large matrix product, which BLAS runs about twice as
 fast as 64 small per-image products; the price is one transpose of the
 output (O, N, ...) to (N, O, ...), which is cheap next to the products.
+
+Which route a layer takes (``Conv2d.forward``): stride-1 layers with 16 or
+more input channels on the CPU go through Winograd's algorithm
+(``winograd.py``, a third to a sixth of the multiplications); layers with
+short columns (C kH kW <= 32: a first layer) multiply image by image, so
+that nothing big is transposed; every other layer, and every layer on the
+GPU, takes the single product above.
 """
 import numbers
 import os
