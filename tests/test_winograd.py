@@ -73,6 +73,8 @@ def test_tile_choice():
     assert tile((64, 32, 14, 14), (64, 32, 5, 5), stride=(2, 2)) is None
     assert tile((64, 32, 14, 14), (64, 32, 7, 7), padding=((3, 3), (3, 3))) is None
     assert tile((64, 32, 14, 14), (64, 32, 1, 1), padding=((0, 0), (0, 0))) is None
+    x16 = np.zeros((2, 32, 14, 14), np.float16)
+    assert conv.winograd_tile(x16, np.zeros((4, 32, 5, 5), np.float16), (1, 1), (14, 14)) is None
 
 
 def test_switching_winograd_off_uses_im2col(monkeypatch):
