@@ -100,18 +100,22 @@ def tile_grid(out_size, m):
 def batch_last(x, out):
     """out[c] = x[:, c] with the batch moved last: (N, C, H, W) into out (C, H, W, N).
 
-    Channel by channel, each a transpose small enough to stay in the cache
-    (moving the batch across a whole array at once misses it on every
-    element), and the channels shared among threads.
+    Each thread moves its own run of channels in one copy. (Measured: this
+    beats one copy of the whole array and, unlike ``batch_first``, a copy
+    per channel, whose reads jump a whole image at every element.)
     """
     def move(part):
-        for c in range(part.start, part.stop):
-            out[c] = x[:, c].transpose(1, 2, 0)
+        out[part] = x[:, part].transpose(1, 2, 3, 0)
     run_on_slices(move, x.shape[1], x)
 
 
 def batch_first(x):
-    """The reverse of ``batch_last``: (C, H, W, N) to a new contiguous (N, C, H, W) array."""
+    """The reverse of ``batch_last``: (C, H, W, N) to a new contiguous (N, C, H, W) array.
+
+    Channel by channel, each a transpose small enough to stay in the cache
+    (moving the batch across a whole array at once misses it on every
+    element), and the channels shared among threads.
+    """
     out = np.empty((x.shape[3], *x.shape[:3]), x.dtype)
 
     def move(part):
