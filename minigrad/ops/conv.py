@@ -32,6 +32,7 @@ from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array, run_in_parallel, run_on_slices
 from . import kernels_cuda, winograd
 from .matmul import check_same_float_dtype
+from .norm import channel_sum
 
 # Stride-1 convolutions on the CPU go through Winograd's algorithm when it
 # saves work (see ``winograd_tile``); False keeps every convolution on im2col.
@@ -259,7 +260,7 @@ class Conv2d(Function):
         grad_bias = None
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             # b[o] is added to every position of every image in channel o
-            grad_bias = grad.sum(axis=(0, 2, 3))
+            grad_bias = channel_sum(grad)
         if self.tile:
             weight, transformed = self.saved
             grad_x, grad_weight = winograd.backward(grad, weight, transformed,
