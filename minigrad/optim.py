@@ -247,7 +247,7 @@ class Adam(Optimizer):
             kernels_cuda.adam_update(p.data, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size)
             return
         arrays = (p.data, m, v, grad)
-        if p.data.size < _PARALLEL_SIZE or not all(a.flags.c_contiguous for a in arrays):
+        if not all(a.flags.c_contiguous for a in arrays):
             _adam_update(*arrays, beta1, beta2, bias_correction2_sqrt, eps, step_size)
             return
         # A big weight (mnist_bn's 3-million-weight Linear) is updated in slices, one per
@@ -257,10 +257,11 @@ class Adam(Optimizer):
 
         def update(part):
             _adam_update(*(a[part] for a in flat), beta1, beta2, bias_correction2_sqrt, eps, step_size)
-        backend.run_on_slices(update, p.data.size, p.data)
+        backend.run_on_slices(update, p.data.size, p.data, min_size=_PARALLEL_SIZE)
 
 
-# Below this many weights, a thread's start costs more than it saves.
+# Below this many weights a thread's start costs more than it saves: smaller weights
+# are updated in one piece (run_on_slices' min_size).
 _PARALLEL_SIZE = 1 << 18
 
 
