@@ -39,9 +39,13 @@ dM = A tiles(dL/dout) A^T, dL/dU[f] = dM[f] V[f]^T, dL/dw = G^T dL/dU G,
 dL/dV[f] = U[f]^T dM[f], and dL/dx adds B dL/dV B^T back onto the
 overlapping input tiles it came from (the adjoint of cutting the tiles).
 
-Layout: tiles are indexed (tile row, tile column, image), with the batch
-innermost, so that cutting the tiles and adding them back copy runs of N
-contiguous numbers rather than single pixels. This module runs on NumPy
+Layout: inside, images are NHWC (channels innermost) and tiles are
+indexed (image, tile row, tile column) with the channels innermost, so that
+each product over channels is (tiles x C) times (C x O). Measured on 2
+cores, BLAS runs that orientation about a third faster than (O x C) times
+(C x tiles) when C is small (32 in mnist_bn), and cutting the tiles copies
+runs of C contiguous numbers. The moves between NCHW and NHWC go image by
+image, each small enough to stay in the cache. This module runs on NumPy
 arrays only; on the GPU ``conv.py`` keeps its fused im2col kernels.
 """
 import functools
@@ -97,30 +101,19 @@ def tile_grid(out_size, m):
     return tuple(-(-size // m) for size in out_size)
 
 
-def batch_last(x, out):
-    """out[c] = x[:, c] with the batch moved last: (N, C, H, W) into out (C, H, W, N).
-
-    Each thread moves its own run of channels in one copy. (Measured: this
-    beats one copy of the whole array and, unlike ``batch_first``, a copy
-    per channel, whose reads jump a whole image at every element.)
-    """
+def channels_last(x, out):
+    """out[n] = x[n] with the channels moved last: (N, C, H, W) into out (N, H, W, C), image by image on threads."""
     def move(part):
-        out[part] = x[:, part].transpose(1, 2, 3, 0)
-    run_on_slices(move, x.shape[1], x)
+        out[part] = x[part].transpose(0, 2, 3, 1)
+    run_on_slices(move, x.shape[0], x)
 
 
-def batch_first(x):
-    """The reverse of ``batch_last``: (C, H, W, N) to a new contiguous (N, C, H, W) array.
-
-    Channel by channel, each a transpose small enough to stay in the cache
-    (moving the batch across a whole array at once misses it on every
-    element), and the channels shared among threads.
-    """
-    out = np.empty((x.shape[3], *x.shape[:3]), x.dtype)
+def channels_first(x):
+    """The reverse of ``channels_last``: (N, H, W, C) to a new contiguous (N, C, H, W) array."""
+    out = np.empty((x.shape[0], x.shape[3], *x.shape[1:3]), x.dtype)
 
     def move(part):
-        for c in range(part.start, part.stop):
-            out[:, c] = x[c].transpose(2, 0, 1)
+        out[part] = x[part].transpose(0, 3, 1, 2)
     run_on_slices(move, x.shape[0], x)
     return out
 
@@ -136,27 +129,27 @@ def forward(x, weight, padding, m):
     out_h, out_w = height + top + bottom - kernel_h + 1, width + left + right - kernel_w + 1
     (tiles_h, tiles_w), (n_h, n_w) = tile_grid((out_h, out_w), m), (m + kernel_h - 1, m + kernel_w - 1)
     (at_h, g_h, bt_h), (at_w, g_w, bt_w) = axis_transforms(m, (kernel_h, kernel_w), x.dtype.type)
-    # zero-padded input, batch innermost: (C, Hp, Wp, N), big enough for whole tiles
-    padded = np.zeros((channels, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, n_img), x.dtype)
-    batch_last(x, padded[:, top:top + height, left:left + width])
-    # the input tiles, one strided slice per position (a, b) inside a tile: (nh, nw, C, th, tw, N)
-    tiles = np.empty((n_h, n_w, channels, tiles_h, tiles_w, n_img), x.dtype)
+    # zero-padded NHWC input, big enough for whole tiles
+    padded = np.zeros((n_img, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, channels), x.dtype)
+    channels_last(x, padded[:, top:top + height, left:left + width])
+    # the input tiles, one strided slice per position (a, b) inside a tile: (nh, nw, N, th, tw, C)
+    tiles = np.empty((n_h, n_w, n_img, tiles_h, tiles_w, channels), x.dtype)
     offsets = [(a, b) for a in range(n_h) for b in range(n_w)]
 
     def cut(part):
         for a, b in part:
             tiles[a, b] = padded[:, a:a + m * tiles_h:m, b:b + m * tiles_w:m]
     run_in_parallel(cut, offsets, x)
-    n_tiles = tiles_h * tiles_w * n_img
-    v = rows_and_columns(bt_h, bt_w, tiles).reshape(n_h * n_w, channels, n_tiles)
+    n_tiles = n_img * tiles_h * tiles_w
+    v = rows_and_columns(bt_h, bt_w, tiles).reshape(n_h * n_w, n_tiles, channels)
     u = rows_and_columns(g_h, g_w, weight.transpose(2, 3, 0, 1)).reshape(n_h * n_w, out_channels, channels)
-    products = u @ v  # (nh nw, O, tiles): one product over channels per tile position
+    products = v @ u.transpose(0, 2, 1)  # (nh nw, tiles, O): one product over channels per tile position
     y = rows_and_columns(at_h, at_w, products.reshape(n_h, n_w, -1)).reshape(
-        m, m, out_channels, tiles_h, tiles_w, n_img)
-    # untile: (a, b, O, ty, tx, N) -> (O, ty m + a, tx m + b, N), then crop and bring the batch first
-    whole = np.empty((out_channels, tiles_h * m, tiles_w * m, n_img), x.dtype)
-    whole.reshape(out_channels, tiles_h, m, tiles_w, m, n_img)[...] = y.transpose(2, 3, 0, 4, 1, 5)
-    out = batch_first(whole[:, :out_h, :out_w])
+        m, m, n_img, tiles_h, tiles_w, out_channels)
+    # untile: (a, b, N, ty, tx, O) -> (N, ty m + a, tx m + b, O), then crop and bring the channels first
+    whole = np.empty((n_img, tiles_h * m, tiles_w * m, out_channels), x.dtype)
+    whole.reshape(n_img, tiles_h, m, tiles_w, m, out_channels)[...] = y.transpose(2, 3, 0, 4, 1, 5)
+    out = channels_first(whole[:, :out_h, :out_w])
     return out, (v, u, x.shape, padding, m)
 
 
@@ -168,30 +161,30 @@ def backward(grad, weight, saved, need_x, need_weight):
     out_h, out_w = grad.shape[2:]
     (tiles_h, tiles_w), (n_h, n_w) = tile_grid((out_h, out_w), m), (m + kernel_h - 1, m + kernel_w - 1)
     (at_h, g_h, bt_h), (at_w, g_w, bt_w) = axis_transforms(m, (kernel_h, kernel_w), grad.dtype.type)
-    n_tiles = tiles_h * tiles_w * n_img
-    # dL/dout cut into output tiles (a, b, O, th, tw, N), the reverse of forward's untiling;
+    n_tiles = n_img * tiles_h * tiles_w
+    # dL/dout cut into output tiles (a, b, N, th, tw, O), the reverse of forward's untiling;
     # the part of the last tiles that forward cropped off gets zeros
-    whole = np.zeros((out_channels, tiles_h * m, tiles_w * m, n_img), grad.dtype)
-    batch_last(grad, whole[:, :out_h, :out_w])
+    whole = np.zeros((n_img, tiles_h * m, tiles_w * m, out_channels), grad.dtype)
+    channels_last(grad, whole[:, :out_h, :out_w])
     grad_y = np.ascontiguousarray(
-        whole.reshape(out_channels, tiles_h, m, tiles_w, m, n_img).transpose(2, 4, 0, 1, 3, 5))
-    grad_products = rows_and_columns(at_h.T, at_w.T, grad_y).reshape(n_h * n_w, out_channels, n_tiles)
+        whole.reshape(n_img, tiles_h, m, tiles_w, m, out_channels).transpose(2, 4, 0, 1, 3, 5))
+    grad_products = rows_and_columns(at_h.T, at_w.T, grad_y).reshape(n_h * n_w, n_tiles, out_channels)
     grad_x = grad_weight = None
     if need_weight:
-        grad_u = grad_products @ v.transpose(0, 2, 1)  # (nh nw, O, C)
+        grad_u = grad_products.transpose(0, 2, 1) @ v  # (nh nw, O, C)
         grad_weight = rows_and_columns(g_h.T, g_w.T, grad_u.reshape(n_h, n_w, -1)).reshape(
             kernel_h, kernel_w, out_channels, channels).transpose(2, 3, 0, 1).copy()
     if need_x:
-        grad_v = u.transpose(0, 2, 1) @ grad_products  # (nh nw, C, tiles)
+        grad_v = grad_products @ u  # (nh nw, tiles, C)
         grad_tiles = rows_and_columns(bt_h.T, bt_w.T, grad_v.reshape(n_h, n_w, -1)).reshape(
-            n_h, n_w, channels, tiles_h, tiles_w, n_img)
+            n_h, n_w, n_img, tiles_h, tiles_w, channels)
         (top, _), (left, _) = padding
-        padded = np.zeros((channels, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, n_img), grad.dtype)
+        padded = np.zeros((n_img, tiles_h * m + kernel_h - 1, tiles_w * m + kernel_w - 1, channels), grad.dtype)
 
-        def add_back(part):  # tiles overlap: each thread adds every tile position for its own channels
+        def add_back(part):  # tiles overlap: each thread adds every tile position for its own images
             for a in range(n_h):
                 for b in range(n_w):
                     padded[part, a:a + m * tiles_h:m, b:b + m * tiles_w:m] += grad_tiles[a, b, part]
-        run_on_slices(add_back, channels, grad)
-        grad_x = batch_first(padded[:, top:top + height, left:left + width])
+        run_on_slices(add_back, n_img, grad)
+        grad_x = channels_first(padded[:, top:top + height, left:left + width])
     return grad_x, grad_weight
