@@ -20,6 +20,8 @@ CASES = [  # input shape, kernel_size, stride, padding
     pytest.param((1, 2, 6, 6), 4, 2, 2, id="padding-2-half-kernel"),
     pytest.param((1, 2, 6, 7), (2, 3), 1, (1, 0), id="padding-pair"),
     pytest.param((2, 3, 5, 4), (5, 4), None, 0, id="kernel-is-input"),
+    # 2x2 side by side (every seed network) takes MaxPool2d's maximum-of-maxima ("pairs") path
+    pytest.param((2, 3, 7, 9), 2, None, 0, id="pairs-with-cropped-edges"),
     # side-by-side windows larger than 2x2 take MaxPool2d's reshape ("tiles") path
     pytest.param((2, 3, 13, 11), (3, 4), None, 0, id="tiles-with-cropped-edges"),
     pytest.param((1, 2, 35, 33), 16, None, 0, id="tiles-16x16-as-seed-001"),
@@ -56,6 +58,22 @@ def test_pooling_matches_torch_and_finite_differences(kind, x_shape, kernel_size
 @pytest.mark.parametrize("kernel_size, stride, padding", [(2, None, 0), (2, 1, 0), (3, 2, 1), (3, 1, 1), (3, None, 0)])
 def test_max_pool_ties_send_the_gradient_to_the_first_maximum_like_torch(x, kernel_size, stride, padding):
     check_op(*pool_pair("max", kernel_size, stride, padding), x)
+
+
+@requires_torch
+@pytest.mark.parametrize("kernel_size, stride, padding", [(2, None, 0), (2, 1, 0), (3, 2, 1)])
+def test_max_pool_gives_a_nan_window_gradient_to_its_last_nan_like_torch(kernel_size, stride, padding):
+    x = randn(2, 2, 6, 6, seed=3)
+    # two NaNs in one 2x2 window, and lone NaNs at each of a window's four places
+    x[0, 0, 0, 1] = x[0, 0, 1, 1] = x[1, 1, 2, 2] = x[1, 1, 0, 5] = x[1, 0, 5, 4] = x[0, 1, 3, 3] = np.nan
+    mine, theirs = pool_pair("max", kernel_size, stride, padding)
+    x_mg, x_torch = mg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out_mg, out_torch = mine(x_mg), theirs(x_torch)
+    np.testing.assert_array_equal(out_mg.numpy(), out_torch.detach().numpy())  # NaN where torch has NaN
+    upstream = randn(*out_mg.shape, seed=4)
+    out_mg.backward(mg.tensor(upstream))
+    out_torch.backward(torch.tensor(upstream))
+    np.testing.assert_allclose(x_mg.grad.numpy(), x_torch.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 @requires_torch

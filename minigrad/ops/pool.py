@@ -77,8 +77,10 @@ class MaxPool2d(_Pool2d):
     """The largest value of each window; padding is -inf, so it is never the maximum.
 
     A window may hold its maximum twice (zeros after a ReLU): the first in
-    row-major order gets the gradient, as in PyTorch (windows of -inf or NaN inputs
-    excepted: PyTorch skips the padding and takes the last NaN). Keras: ``MaxPooling2D(pool_size, strides)``.
+    row-major order gets the gradient, as in PyTorch; a window holding NaN
+    outputs NaN and gives its gradient to its last NaN, as PyTorch does
+    (windows of only -inf beside padding excepted: PyTorch skips the padding).
+    Keras: ``MaxPooling2D(pool_size, strides)``.
     """
 
     op = "max_pool2d"
@@ -86,9 +88,13 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         xp = get_array_module(x)
         padded, slices = self.windows(x, pad_value=-xp.inf)
-        self.tiled = self.stride == self.kernel_size and self.padding == ((0, 0), (0, 0)) and len(slices) > 4
+        side_by_side = self.stride == self.kernel_size and self.padding == ((0, 0), (0, 0))
+        self.tiled = side_by_side and len(slices) > 4
         if self.tiled:
             return self.forward_tiles(x)
+        self.pairs = side_by_side and self.kernel_size == (2, 2)
+        if self.pairs:
+            return self.forward_pairs(padded, slices)
         out = xp.empty(padded[slices[0]].shape, dtype=x.dtype)
         winners = [xp.empty(out.shape, dtype=bool) for _ in slices]
 
@@ -105,9 +111,45 @@ class MaxPool2d(_Pool2d):
                 xp.equal(image[window], image_out, out=hit)
                 hit &= ~taken
                 taken |= hit
+            if xp.isnan(image_out).any():  # rare: PyTorch gives a window's gradient to its last NaN
+                later_nan = xp.zeros(image_out.shape, dtype=bool)
+                for window, hit in zip(slices[::-1], winners[::-1]):
+                    nan = xp.isnan(image[window]) & ~later_nan
+                    hit[part] |= nan
+                    later_nan |= nan
         # NumPy runs each of these passes on one core; the images are shared out among threads.
         run_on_slices(pool, x.shape[0], x)
         self.save_for_backward(*winners)
+        return out
+
+    def forward_pairs(self, x, slices):
+        """2x2 windows side by side, the pooling of every seed network: a maximum of maxima.
+
+        With a, b the window's top row and c, d its bottom row,
+        out = max(max(a, b), max(c, d)), and the first maximum in row-major
+        order is found by three comparisons, saved for backward: b > a (the
+        top row's is on the right), d > c (likewise below) and
+        max(c, d) > max(a, b) (it is in the bottom row). Strict, so ties go
+        to the earlier entry. Six passes over quarter-size arrays, where
+        marking the winners slice by slice (the general case) takes about twenty.
+        """
+        xp = get_array_module(x)
+        out = xp.empty(x[slices[0]].shape, dtype=x.dtype)
+        right_top, right_bottom, lower = (xp.empty(out.shape, dtype=bool) for _ in range(3))
+
+        def pool(part):  # a run of consecutive images
+            a, b, c, d = (x[part][window] for window in slices)
+            top, bottom = xp.maximum(a, b), xp.maximum(c, d)
+            xp.maximum(top, bottom, out=out[part])
+            xp.greater(b, a, out=right_top[part])
+            xp.greater(d, c, out=right_bottom[part])
+            xp.greater(bottom, top, out=lower[part])
+            if xp.isnan(out[part]).any():  # rare: as PyTorch, a NaN wins over every earlier entry
+                right_top[part] |= xp.isnan(b)
+                right_bottom[part] |= xp.isnan(d)
+                lower[part] |= xp.isnan(bottom)
+        run_on_slices(pool, x.shape[0], x)
+        self.save_for_backward(right_top, right_bottom, lower)
         return out
 
     def forward_tiles(self, x):
@@ -133,6 +175,14 @@ class MaxPool2d(_Pool2d):
         # d max/d x_k = 1 for the window's chosen maximum k, 0 for its other entries
         if self.tiled:
             return self.backward_tiles(grad)
+        if self.pairs:
+            right_top, right_bottom, lower = self.saved
+
+            def winner(k, part):  # the window entries (row-major) that forward_pairs chose
+                row = lower[part] if k >= 2 else ~lower[part]
+                right = right_bottom[part] if k >= 2 else right_top[part]
+                return row & (right if k % 2 else ~right)
+            return self.scatter(grad, lambda k, part: grad[part] * winner(k, part))
         return self.scatter(grad, lambda k, part: grad[part] * self.saved[k][part])
 
     def backward_tiles(self, grad):
