@@ -80,6 +80,29 @@ def test_conv2d_weight_gradient_alone_when_input_needs_none():
     np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-10)
 
 
+@requires_torch
+@pytest.mark.parametrize("x_shape, weight_shape", [
+    pytest.param((2, 3, 6, 6), (4, 3, 3, 3), id="by-image-bias-in-the-product"),  # C kH kW = 27
+    pytest.param((2, 16, 6, 6), (4, 16, 3, 3), id="winograd-bias-in-the-transform"),
+    pytest.param((2, 4, 6, 6), (4, 4, 3, 3), id="one-product"),  # C kH kW = 36
+])
+@pytest.mark.parametrize("wanted", ["weight", "bias", "input"])
+def test_conv2d_one_gradient_alone(x_shape, weight_shape, wanted):
+    # each route folds or computes the bias differently; each gradient must come alone, right
+    arrays = {"input": randn(*x_shape, seed=1), "weight": randn(*weight_shape, seed=2),
+              "bias": randn(weight_shape[0], seed=3)}
+    mine = {k: mg.tensor(a, requires_grad=k == wanted) for k, a in arrays.items()}
+    theirs = {k: torch.tensor(a, requires_grad=k == wanted) for k, a in arrays.items()}
+    out = Conv2d.apply(mine["input"], mine["weight"], mine["bias"], padding=1)
+    expected = torch.nn.functional.conv2d(theirs["input"], theirs["weight"], theirs["bias"], padding=1)
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    upstream = randn(*out.shape, seed=4)
+    out.backward(mg.tensor(upstream))
+    expected.backward(torch.tensor(upstream))
+    np.testing.assert_allclose(mine[wanted].grad.numpy(), theirs[wanted].grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert all(mine[k].grad is None for k in arrays if k != wanted)
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_col2im_is_the_adjoint_of_im2col(batch_first):
     # <im2col(x), c> = <x, col2im(c)>: why col2im is the backward of the copy

@@ -118,10 +118,13 @@ def channels_first(x):
     return out
 
 
-def forward(x, weight, padding, m):
-    """out = conv2d(x, weight) at stride 1 with ``padding`` ((top, bottom), (left, right)), by F(m x m, kH x kW).
+def forward(x, weight, padding, m, bias=None):
+    """out = conv2d(x, weight) + bias at stride 1 with ``padding`` ((top, bottom), (left, right)), by F(m x m, kH x kW).
 
-    Returns out (N, O, Ho, Wo) and what backward needs.
+    Returns out (N, O, Ho, Wo) and what backward needs. The bias costs no
+    pass over the output: A^T's column for the point 1 is (1, 1^1, 1^2, ...),
+    all ones, so b added at that position (along rows and columns) of the
+    transformed tiles comes out added to every output of the tile.
     """
     n_img, channels, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = weight.shape
@@ -144,6 +147,9 @@ def forward(x, weight, padding, m):
     v = rows_and_columns(bt_h, bt_w, tiles).reshape(n_h * n_w, n_tiles, channels)
     u = rows_and_columns(g_h, g_w, weight.transpose(2, 3, 0, 1)).reshape(n_h * n_w, out_channels, channels)
     products = v @ u.transpose(0, 2, 1)  # (nh nw, tiles, O): one product over channels per tile position
+    if bias is not None:
+        one = POINTS.index(1)
+        products[one * n_w + one] += bias
     y = rows_and_columns(at_h, at_w, products.reshape(n_h, n_w, -1)).reshape(
         m, m, n_img, tiles_h, tiles_w, out_channels)
     # untile: (a, b, N, ty, tx, O) -> (N, ty m + a, tx m + b, O), then crop and bring the channels first
