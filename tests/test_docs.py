@@ -650,3 +650,12 @@ def test_doc_winograd_tile_and_its_backward():
     out.backward(mg.tensor(gy))
     close(tx.grad.numpy(), grad_x, rtol=1e-9, atol=1e-9)
     close(tw.grad.numpy(), grad_w, rtol=1e-9, atol=1e-9)
+
+    # the bias: b added to M at the position of the point 1 (index 1 of the points) reaches every output
+    b = rng(14).standard_normal(2)
+    assert np.allclose(a_t[:, 1], 1)
+    products = np.einsum("aboc,abc->abo", u, v)
+    products[1, 1] += b
+    y_bias = np.einsum("pa,abo,qb->opq", a_t, products, a_t)[None]
+    close(y_bias, conv_by_definition(x, w, b, (1, 1), (0, 0)), rtol=1e-9, atol=1e-10)
+    close(F.conv2d(leaf(x), leaf(w), leaf(b)).numpy(), y_bias, rtol=1e-9, atol=1e-10)
