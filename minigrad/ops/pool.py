@@ -94,7 +94,7 @@ class MaxPool2d(_Pool2d):
             return self.forward_tiles(x)
         self.pairs = side_by_side and self.kernel_size == (2, 2)
         if self.pairs:
-            return self.forward_pairs(padded, slices)
+            return self.forward_pairs(x)
         out = xp.empty(padded[slices[0]].shape, dtype=x.dtype)
         winners = [xp.empty(out.shape, dtype=bool) for _ in slices]
 
@@ -122,35 +122,62 @@ class MaxPool2d(_Pool2d):
         self.save_for_backward(*winners)
         return out
 
-    def forward_pairs(self, x, slices):
-        """2x2 windows side by side, the pooling of every seed network: a maximum of maxima.
+    def forward_pairs(self, x):
+        """2x2 windows side by side, the pooling of every seed network: a maximum of maxima, row pair by row pair.
 
-        With a, b the window's top row and c, d its bottom row,
-        out = max(max(a, b), max(c, d)), and the first maximum in row-major
-        order is found by three comparisons, saved for backward: b > a (the
-        top row's is on the right), d > c (likewise below) and
-        max(c, d) > max(a, b) (it is in the bottom row). Strict, so ties go
-        to the earlier entry. Six passes over quarter-size arrays, where
-        marking the winners slice by slice (the general case) takes about twenty.
+        First each pair of rows, pixel by pixel: v = max(top, bottom); then
+        each pair of columns of v: out = max(left, right). Both read whole
+        rows. (Measured on (64, 64, 32, 32): reading every other pixel of
+        every other row, the obvious slices, ran 4-6 times slower whenever
+        the array started on a 64-byte boundary, as about a quarter of
+        arrays do; PyTorch's own copy of such a slice slows down too.)
+
+        For backward it keeps ``down`` (bottom > top, per pair of pixels) and
+        ``right`` (right > left), strict so that ties go to the entry that
+        comes first in row-major order, as PyTorch's does: on a tie between
+        the columns the right one wins only if its maximum is in the top row
+        and the left one's in the bottom row.
         """
         xp = get_array_module(x)
-        out = xp.empty(x[slices[0]].shape, dtype=x.dtype)
-        right_top, right_bottom, lower = (xp.empty(out.shape, dtype=bool) for _ in range(3))
+        n, channels = x.shape[:2]
+        out_h, out_w = x.shape[2] // 2, x.shape[3] // 2
+        out = xp.empty((n, channels, out_h, out_w), dtype=x.dtype)
+        down = xp.empty((n, channels, out_h, 2 * out_w), dtype=bool)
+        right = xp.empty(out.shape, dtype=bool)
 
         def pool(part):  # a run of consecutive images
-            a, b, c, d = (x[part][window] for window in slices)
-            top, bottom = xp.maximum(a, b), xp.maximum(c, d)
-            xp.maximum(top, bottom, out=out[part])
-            xp.greater(b, a, out=right_top[part])
-            xp.greater(d, c, out=right_bottom[part])
-            xp.greater(bottom, top, out=lower[part])
-            if xp.isnan(out[part]).any():  # rare: as PyTorch, a NaN wins over every earlier entry
-                right_top[part] |= xp.isnan(b)
-                right_bottom[part] |= xp.isnan(d)
-                lower[part] |= xp.isnan(bottom)
-        run_on_slices(pool, x.shape[0], x)
-        self.save_for_backward(right_top, right_bottom, lower)
+            top, bottom = x[part, :, 0:2 * out_h:2, :2 * out_w], x[part, :, 1:2 * out_h:2, :2 * out_w]
+            v = xp.maximum(top, bottom)
+            xp.greater(bottom, top, out=down[part])
+            left, right_v, in_bottom = v[..., 0::2], v[..., 1::2], down[part]
+            xp.maximum(left, right_v, out=out[part])
+            xp.greater(right_v, left, out=right[part])
+            tie = right_v == left
+            tie &= in_bottom[..., 0::2] & ~in_bottom[..., 1::2]
+            right[part] |= tie
+            if xp.isnan(out[part]).any():  # rare: as PyTorch, the window's last NaN wins
+                nan_top, nan_bottom = xp.isnan(top), xp.isnan(bottom)
+                in_bottom |= nan_bottom
+                right[part] |= nan_bottom[..., 1::2] | (nan_top[..., 1::2] & ~nan_bottom[..., 0::2])
+        run_on_slices(pool, n, x)
+        self.save_for_backward(down, right)
         return out
+
+    def backward_pairs(self, grad):
+        """Each window's gradient to its column (``right``), then, per pair of rows, to its row (``down``)."""
+        xp = get_array_module(grad)
+        down, right = self.saved
+        n, channels, out_h, out_w = grad.shape
+        grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)  # pixels past the last whole window get none
+
+        def add(part):  # a run of consecutive images
+            by_rows = xp.empty((grad[part].shape[0], channels, out_h, 2 * out_w), dtype=grad.dtype)
+            xp.multiply(grad[part], ~right[part], out=by_rows[..., 0::2])
+            xp.multiply(grad[part], right[part], out=by_rows[..., 1::2])
+            xp.multiply(by_rows, ~down[part], out=grad_x[part, :, 0:2 * out_h:2, :2 * out_w])
+            xp.multiply(by_rows, down[part], out=grad_x[part, :, 1:2 * out_h:2, :2 * out_w])
+        run_on_slices(add, n, grad_x)
+        return grad_x
 
     def forward_tiles(self, x):
         """Large windows side by side (the 16x16 pooling of seed 001): one window per row of a reshaped copy.
@@ -176,13 +203,7 @@ class MaxPool2d(_Pool2d):
         if self.tiled:
             return self.backward_tiles(grad)
         if self.pairs:
-            right_top, right_bottom, lower = self.saved
-
-            def winner(k, part):  # the window entries (row-major) that forward_pairs chose
-                row = lower[part] if k >= 2 else ~lower[part]
-                right = right_bottom[part] if k >= 2 else right_top[part]
-                return row & (right if k % 2 else ~right)
-            return self.scatter(grad, lambda k, part: grad[part] * winner(k, part))
+            return self.backward_pairs(grad)
         return self.scatter(grad, lambda k, part: grad[part] * self.saved[k][part])
 
     def backward_tiles(self, grad):
