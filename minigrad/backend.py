@@ -8,7 +8,18 @@ put on ``"cuda"``: a CPU-only install never touches it.
 import os
 import threading
 
-import numpy as np
+# OpenBLAS's idle worker threads spin for about 0.1 s (2^28 cycles) after every
+# matrix product, holding a core that minigrad's own threaded passes (BatchNorm,
+# pooling, the convolution's copies) then wait for: on 2 cores a max-pool right
+# after a product took 10.4 ms instead of 5.8. 2^20 cycles, well under a
+# millisecond, keeps them awake between the products of one layer but not into
+# the next op: mnist_bn and cifar_bn training steps were 10-17% faster
+# (docs/performance.md; 2^4, sleeping at once, made mnist_bn slower). OpenBLAS
+# reads it when NumPy loads it, so it counts only if minigrad is imported
+# before NumPy; a value already in the environment is kept.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
+import numpy as np  # noqa: E402  (after the line above, on purpose)
 
 # dtype aliases users write as ``mg.float32``; a np.dtype compares equal to
 # np.float32, "float32" and the dtype of a NumPy array alike.

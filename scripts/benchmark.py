@@ -26,11 +26,11 @@ import sys
 import time
 import tracemalloc
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import minigrad as mg  # noqa: E402
+import minigrad as mg  # noqa: E402  (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
+import numpy as np  # noqa: E402
+
 import minigrad.nn.functional as F  # noqa: E402
 from minigrad import nn  # noqa: E402
 from models import build  # noqa: E402

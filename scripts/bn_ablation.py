@@ -25,11 +25,11 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import minigrad as mg  # noqa: E402
+import minigrad as mg  # noqa: E402  (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
+import numpy as np  # noqa: E402
+
 import minigrad.nn.functional as F  # noqa: E402
 import models  # noqa: E402
 from models import datasets  # noqa: E402

@@ -1,4 +1,7 @@
-"""backend's thread helpers: every index is handed out exactly once, whatever the thread count."""
+"""backend's helpers: thread splits hand every index out exactly once, whatever the thread count; the OpenBLAS thread timeout."""
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -46,3 +49,22 @@ def test_a_split_inside_a_split_runs_in_its_worker_instead_of_waiting(monkeypatc
         backend.run_on_slices(inner, len(range(100)[part]), np.zeros(1))
     backend.run_on_slices(outer, 100, np.zeros(1))
     assert sorted(seen) == list(range(100))
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "20"), ("7", "7")])
+def test_importing_minigrad_sets_openblas_thread_timeout_unless_set(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    code = "import os, minigrad; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("script", ["train.py", "benchmark.py", "profile_step.py", "bn_ablation.py"])
+def test_scripts_import_minigrad_before_numpy(script):
+    # OpenBLAS reads the timeout when NumPy loads it: a script that imports NumPy first loses it
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", script)
+    lines = [line.split("#")[0].strip() for line in open(path)]
+    assert lines.index("import minigrad as mg") < lines.index("import numpy as np")
