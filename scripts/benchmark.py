@@ -9,6 +9,7 @@ and batch_norm alone. Prints a table; ``--json FILE`` also saves the numbers.
     python scripts/benchmark.py                       # all seed models, CPU
     python scripts/benchmark.py --models mnist_bn --batch-sizes 64 256
     python scripts/benchmark.py --device cuda --json gpu.json
+    python scripts/benchmark.py --steps-per-run 5    # steps back to back, as in training
 
 Threads: NumPy's BLAS uses every core unless OPENBLAS_NUM_THREADS (or
 OMP_NUM_THREADS / MKL_NUM_THREADS) says otherwise; PyTorch likewise
@@ -80,8 +81,12 @@ def median_ms(times):
     return 1000 * statistics.median(times)
 
 
-def time_alternating(functions, repeats, warmup, synchronize, pause):
-    """Run each function warmup times, then repeats times in turn; the seconds of each run, per function.
+def time_alternating(functions, repeats, warmup, synchronize, pause, steps_per_run=1):
+    """Run each function warmup times, then repeats times in turn; the seconds per call of each run, per function.
+
+    A timed run calls the function ``steps_per_run`` times back to back and
+    counts the mean: 1 times a step that starts after the pause, cold; more
+    times steps as they follow each other in training.
 
     Between two timed runs the process sleeps ``pause`` seconds, untimed:
     after a matrix product OpenBLAS's threads (and PyTorch's OpenMP threads
@@ -99,9 +104,10 @@ def time_alternating(functions, repeats, warmup, synchronize, pause):
         for function, bucket in zip(functions, times):
             time.sleep(pause)
             start = time.perf_counter()
-            function()
+            for _ in range(steps_per_run):
+                function()
             synchronize()
-            bucket.append(time.perf_counter() - start)
+            bucket.append((time.perf_counter() - start) / steps_per_run)
     return times
 
 
@@ -213,7 +219,7 @@ def op_steps(fn, torch_fn, shapes, device):
 def measure(label, steps, batch_size, args, synchronize):
     minigrad_step, torch_step = steps
     functions = [minigrad_step] + ([torch_step] if torch_step else [])
-    times = time_alternating(functions, args.repeats, args.warmup, synchronize, args.pause)
+    times = time_alternating(functions, args.repeats, args.warmup, synchronize, args.pause, args.steps_per_run)
     row = {"case": label, "batch_size": batch_size, "minigrad_ms": median_ms(times[0])}
     row["minigrad_images_per_s"] = batch_size / row["minigrad_ms"] * 1000 if batch_size else None
     if args.device == "cpu":
@@ -263,11 +269,16 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--pause", type=float, default=0.5,
                         help="seconds of idle between timed runs, so one framework's spinning threads are gone")
+    parser.add_argument("--steps-per-run", type=int, default=1,
+                        help="steps back to back in each timed run, their mean counted (1: each step starts cold, "
+                             "after the pause; training runs its steps back to back)")
     parser.add_argument("--no-ops", action="store_true", help="skip the single-op timings")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--no-reuse-memory", action="store_true",
                         help="leave glibc's malloc thresholds alone (see mg.backend.reuse_host_memory)")
     args = parser.parse_args(argv)
+    if args.steps_per_run < 1:
+        parser.error(f"--steps-per-run must be at least 1, got {args.steps_per_run}")
     if not args.no_reuse_memory:
         mg.backend.reuse_host_memory()
     if torch is None:
@@ -283,8 +294,10 @@ def main(argv=None):
             rows.append(measure(f"{label} fwd+bwd", op_steps(fn, torch_fn, shapes, args.device),
                                 0, args, synchronize))
     info = environment(args.device)
+    info["steps_per_run"] = args.steps_per_run
     print(f"\n{info['date']}  {info['machine']}  device {args.device}  numpy {info['numpy']}  "
-          f"torch {info['torch']} ({info['torch_threads']} threads)  median of {args.repeats} runs\n")
+          f"torch {info['torch']} ({info['torch_threads']} threads)  median of {args.repeats} runs"
+          f"{f' of {args.steps_per_run} steps' if args.steps_per_run > 1 else ''}\n")
     print_table(rows)
     if args.json:
         with open(args.json, "w") as file:

@@ -34,6 +34,31 @@ def test_benchmark_prints_a_table_and_writes_json(tmp_path):
             assert row["ratio"] == row["minigrad_ms"] / row["torch_ms"]
 
 
+def test_time_alternating_runs_each_function_steps_per_run_times_and_counts_the_mean():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import benchmark
+    calls = {"a": 0, "b": 0}
+
+    def counter(key):
+        def call():
+            calls[key] += 1
+        return call
+    times = benchmark.time_alternating([counter("a"), counter("b")], repeats=2, warmup=1,
+                                       synchronize=lambda: None, pause=0, steps_per_run=3)
+    assert calls == {"a": 1 + 2 * 3, "b": 1 + 2 * 3}
+    assert [len(t) for t in times] == [2, 2] and all(s >= 0 for t in times for s in t)
+
+
+def test_benchmark_steps_per_run_is_recorded_and_checked(tmp_path):
+    out = tmp_path / "bench.json"
+    run_benchmark("--models", "mlp_bn", "--batch-sizes", "4", "--repeats", "1", "--warmup", "0", "--pause", "0",
+                  "--steps-per-run", "2", "--no-ops", "--json", str(out))
+    assert json.loads(out.read_text())["environment"]["steps_per_run"] == 2
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "--steps-per-run", "0"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "--steps-per-run must be at least 1" in bad.stderr
+
+
 def test_benchmark_times_single_ops():
     stdout = run_benchmark("--models", "mlp_bn", "--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--pause", "0")
     for op in ("conv2d", "max_pool2d", "batch_norm"):
