@@ -85,6 +85,11 @@ def test_relu_and_abs_have_zero_slope_at_zero_like_pytorch():
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])
 
 
+def test_relu_keeps_nan_and_infinities_like_pytorch():
+    y = mg.tensor([np.nan, -np.inf, np.inf, -1.0, 2.0]).relu().numpy()
+    np.testing.assert_array_equal(y, [np.nan, 0.0, np.inf, 0.0, 2.0])
+
+
 def test_broadcast_error_names_the_op_and_shapes():
     with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4,\) cannot be broadcast"):
         mg.tensor(np.zeros((2, 3))) + mg.tensor(np.zeros(4))
