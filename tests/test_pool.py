@@ -77,6 +77,21 @@ def test_max_pool_gives_a_nan_window_gradient_to_its_last_nan_like_torch(kernel_
 
 
 @requires_torch
+@pytest.mark.parametrize("values", [(1.0, 3.0, 3.0, 2.0), (2.0, 2.0, 2.0, 2.0), (0.0, 1.0, 1.0, 0.0)])
+def test_max_pool_2x2_windows_with_every_pattern_of_nan_like_torch(values):
+    """All 16 ways to put NaN into a 2x2 window, with tied values around them: one window per image."""
+    x = np.array([[[values[:2], values[2:]]]] * 16)  # (16, 1, 2, 2)
+    for pattern in range(16):
+        x[pattern, 0].reshape(-1)[[bool(pattern >> k & 1) for k in range(4)]] = np.nan
+    x_mg, x_torch = mg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out_mg, out_torch = mg.nn.functional.max_pool2d(x_mg, 2), torch.nn.functional.max_pool2d(x_torch, 2)
+    np.testing.assert_array_equal(out_mg.numpy(), out_torch.detach().numpy())
+    out_mg.sum().backward()
+    out_torch.sum().backward()
+    np.testing.assert_array_equal(x_mg.grad.numpy(), x_torch.grad.numpy())
+
+
+@requires_torch
 @pytest.mark.parametrize("kind, kernel_size, stride, padding", [
     ("max", 2, None, 0), ("max", 3, 2, 1), ("avg", 2, None, 0), ("avg", 3, 2, 1), ("avg", (3, 2), (1, 2), (1, 0))])
 def test_pooling_float32_batch_matches_torch(kind, kernel_size, stride, padding):
