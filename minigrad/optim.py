@@ -254,9 +254,9 @@ class Adam(Optimizer):
         # thread: NumPy runs each line on one core, and every weight's update is
         # independent of the others, so the result is the same as in one piece.
         # Each thread then goes through its slice in pieces of _PIECE weights, so
-        # that the eleven passes of _adam_update find the piece of p, m, v, grad and
+        # that the thirteen passes of _adam_update find the piece of p, m, v, grad and
         # the scratch array still in the processor's cache, instead of streaming
-        # 13 MB arrays through main memory eleven times.
+        # 13 MB arrays through main memory thirteen times.
         flat = [a.reshape(-1) for a in arrays]
 
         def update(part):
