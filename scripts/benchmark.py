@@ -1,15 +1,22 @@
 """Time minigrad against PyTorch on the seed networks, in one run, side by side.
 
-For each model and batch size: the median time of a full training step
-(forward, cross-entropy, backward, Adam step) over repeated runs after a
-warm-up, for minigrad and, alternating with it, for the identical network in
-PyTorch with the same weights. Then forward + backward of conv2d, max_pool2d
-and batch_norm alone. Prints a table; ``--json FILE`` also saves the numbers.
+For each model and batch size: the time of a full training step (forward,
+cross-entropy, backward, Adam step) for minigrad and, alternating with it,
+for the identical network in PyTorch with the same weights. Then forward +
+backward of conv2d, max_pool2d and batch_norm alone. Prints a table;
+``--json FILE`` also saves the numbers.
+
+Each timed run idles half a second, then takes 5 steps back to back
+(``--steps-per-run``). The time per step is the median over the runs of the
+mean of the steps after the first, the way training runs its steps. The
+first step after the idle is reported apart ("1st"): it is slower, for
+minigrad more than for PyTorch, because the idle cores wake slowly (see
+docs/performance.md).
 
     python scripts/benchmark.py                       # all seed models, CPU
     python scripts/benchmark.py --models mnist_bn --batch-sizes 64 256
     python scripts/benchmark.py --device cuda --json gpu.json
-    python scripts/benchmark.py --steps-per-run 5    # steps back to back, as in training
+    python scripts/benchmark.py --steps-per-run 1    # every step cold, after the idle
 
 Threads: NumPy's BLAS uses every core unless OPENBLAS_NUM_THREADS (or
 OMP_NUM_THREADS / MKL_NUM_THREADS) says otherwise; PyTorch likewise
@@ -82,11 +89,11 @@ def median_ms(times):
 
 
 def time_alternating(functions, repeats, warmup, synchronize, pause, steps_per_run=1):
-    """Run each function warmup times, then repeats times in turn; the seconds per call of each run, per function.
+    """Run each function warmup times, then repeats times in turn; per function, the seconds of every call of every run.
 
-    A timed run calls the function ``steps_per_run`` times back to back and
-    counts the mean: 1 times a step that starts after the pause, cold; more
-    times steps as they follow each other in training.
+    A timed run calls the function ``steps_per_run`` times back to back,
+    timing each call: the first starts cold, after the pause; the ones after
+    it follow each other as training steps do.
 
     Between two timed runs the process sleeps ``pause`` seconds, untimed:
     after a matrix product OpenBLAS's threads (and PyTorch's OpenMP threads
@@ -101,14 +108,27 @@ def time_alternating(functions, repeats, warmup, synchronize, pause, steps_per_r
     synchronize()
     times = [[] for _ in functions]
     for _ in range(repeats):
-        for function, bucket in zip(functions, times):
+        for function, runs in zip(functions, times):
             time.sleep(pause)
-            start = time.perf_counter()
+            run = []
             for _ in range(steps_per_run):
+                start = time.perf_counter()
                 function()
-            synchronize()
-            bucket.append((time.perf_counter() - start) / steps_per_run)
+                synchronize()
+                run.append(time.perf_counter() - start)
+            runs.append(run)
     return times
+
+
+def step_and_first_ms(runs):
+    """(ms per step as in training, ms of the first step after the pause): medians over the runs.
+
+    The first is the mean of each run's steps after its first (the first
+    itself when a run has one step): training runs its steps back to back.
+    """
+    first = [run[0] for run in runs]
+    following = [statistics.fmean(run[1:]) if len(run) > 1 else run[0] for run in runs]
+    return median_ms(following), median_ms(first)
 
 
 def peak_megabytes(function):
@@ -220,19 +240,23 @@ def measure(label, steps, batch_size, args, synchronize):
     minigrad_step, torch_step = steps
     functions = [minigrad_step] + ([torch_step] if torch_step else [])
     times = time_alternating(functions, args.repeats, args.warmup, synchronize, args.pause, args.steps_per_run)
-    row = {"case": label, "batch_size": batch_size, "minigrad_ms": median_ms(times[0])}
+    row = {"case": label, "batch_size": batch_size}
+    row["minigrad_ms"], row["minigrad_first_ms"] = step_and_first_ms(times[0])
     row["minigrad_images_per_s"] = batch_size / row["minigrad_ms"] * 1000 if batch_size else None
     if args.device == "cpu":
         row["minigrad_peak_mb"] = peak_megabytes(minigrad_step)
     if torch_step:
-        row["torch_ms"] = median_ms(times[1])
+        row["torch_ms"], row["torch_first_ms"] = step_and_first_ms(times[1])
         row["torch_images_per_s"] = batch_size / row["torch_ms"] * 1000 if batch_size else None
         row["ratio"] = row["minigrad_ms"] / row["torch_ms"]
+        row["first_step_ratio"] = row["minigrad_first_ms"] / row["torch_first_ms"]
     return row
 
 
 def print_table(rows):
-    header = f"{'case':34} {'batch':>5} {'minigrad ms':>11} {'torch ms':>9} {'ratio':>6} " \
+    """ms per step (steps back to back, as in training) and its ratio, then the same for the first step after the pause."""
+    header = f"{'case':38} {'batch':>5} {'minigrad ms':>11} {'torch ms':>9} {'ratio':>6} " \
+             f"{'1st mg ms':>9} {'1st torch':>9} {'1st ratio':>9} " \
              f"{'mg img/s':>9} {'torch img/s':>11} {'mg peak MB':>10}"
     print(header)
     print("-" * len(header))
@@ -240,8 +264,10 @@ def print_table(rows):
     def cell(value, width, fmt):
         return f"{value:{width}{fmt}}" if value is not None else f"{'-':>{width}}"
     for row in rows:
-        print(f"{row['case']:34} {cell(row['batch_size'] or None, 5, 'd')} {cell(row['minigrad_ms'], 11, '.1f')} "
+        print(f"{row['case']:38} {cell(row['batch_size'] or None, 5, 'd')} {cell(row['minigrad_ms'], 11, '.1f')} "
               f"{cell(row.get('torch_ms'), 9, '.1f')} {cell(row.get('ratio'), 6, '.2f')} "
+              f"{cell(row['minigrad_first_ms'], 9, '.1f')} {cell(row.get('torch_first_ms'), 9, '.1f')} "
+              f"{cell(row.get('first_step_ratio'), 9, '.2f')} "
               f"{cell(row.get('minigrad_images_per_s'), 9, '.0f')} {cell(row.get('torch_images_per_s'), 11, '.0f')} "
               f"{cell(row.get('minigrad_peak_mb'), 10, '.0f')}")
 
@@ -269,9 +295,9 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--pause", type=float, default=0.5,
                         help="seconds of idle between timed runs, so one framework's spinning threads are gone")
-    parser.add_argument("--steps-per-run", type=int, default=1,
-                        help="steps back to back in each timed run, their mean counted (1: each step starts cold, "
-                             "after the pause; training runs its steps back to back)")
+    parser.add_argument("--steps-per-run", type=int, default=5,
+                        help="steps back to back in each timed run: the first, after the pause, is reported apart "
+                             "(cold); the mean of the others is the time per step, as in training (1: cold only)")
     parser.add_argument("--no-ops", action="store_true", help="skip the single-op timings")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--no-reuse-memory", action="store_true",
@@ -297,7 +323,8 @@ def main(argv=None):
     info["steps_per_run"] = args.steps_per_run
     print(f"\n{info['date']}  {info['machine']}  device {args.device}  numpy {info['numpy']}  "
           f"torch {info['torch']} ({info['torch_threads']} threads)  median of {args.repeats} runs"
-          f"{f' of {args.steps_per_run} steps' if args.steps_per_run > 1 else ''}\n")
+          f" of {args.steps_per_run} step{'s' if args.steps_per_run > 1 else ''}, {args.pause} s idle before each"
+          f"\n(ms/step: the steps after a run's first, back to back as in training; 1st: the first step after the idle)\n")
     print_table(rows)
     if args.json:
         with open(args.json, "w") as file:

@@ -22,7 +22,7 @@ def test_benchmark_prints_a_table_and_writes_json(tmp_path):
                            "--no-ops", "--json", str(out))
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("case"))
-    assert "ratio" in lines[header] and "ms" in lines[header] and "peak MB" in lines[header]
+    assert all(column in lines[header] for column in ("minigrad ms", "ratio", "1st ratio", "peak MB"))
     rows = [line for line in lines[header + 2:] if line.strip()]
     assert [row.split()[0] for row in rows] == ["mlp_bn", "cifar_bn"]
     report = json.loads(out.read_text())
@@ -32,9 +32,10 @@ def test_benchmark_prints_a_table_and_writes_json(tmp_path):
         assert row["minigrad_images_per_s"] == 4 / row["minigrad_ms"] * 1000
         if report["environment"]["torch"]:
             assert row["ratio"] == row["minigrad_ms"] / row["torch_ms"]
+            assert row["first_step_ratio"] == row["minigrad_first_ms"] / row["torch_first_ms"]
 
 
-def test_time_alternating_runs_each_function_steps_per_run_times_and_counts_the_mean():
+def test_time_alternating_times_each_step_of_each_run():
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import benchmark
     calls = {"a": 0, "b": 0}
@@ -46,7 +47,17 @@ def test_time_alternating_runs_each_function_steps_per_run_times_and_counts_the_
     times = benchmark.time_alternating([counter("a"), counter("b")], repeats=2, warmup=1,
                                        synchronize=lambda: None, pause=0, steps_per_run=3)
     assert calls == {"a": 1 + 2 * 3, "b": 1 + 2 * 3}
-    assert [len(t) for t in times] == [2, 2] and all(s >= 0 for t in times for s in t)
+    assert [[len(run) for run in runs] for runs in times] == [[3, 3], [3, 3]]
+    assert all(s >= 0 for runs in times for run in runs for s in run)
+
+
+def test_step_time_is_the_steps_after_the_first_and_the_first_is_apart():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import benchmark
+    runs = [[0.050, 0.010, 0.012], [0.070, 0.011, 0.013], [0.060, 0.030, 0.040]]
+    step, first = benchmark.step_and_first_ms(runs)
+    assert step == pytest.approx(12.0) and first == pytest.approx(60.0)  # medians of (11, 12, 35) and (50, 70, 60)
+    assert benchmark.step_and_first_ms([[0.004], [0.002], [0.003]]) == pytest.approx((3.0, 3.0))
 
 
 def test_benchmark_steps_per_run_is_recorded_and_checked(tmp_path):
