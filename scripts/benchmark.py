@@ -123,8 +123,8 @@ def time_alternating(functions, repeats, warmup, synchronize, pause, steps_per_r
 def step_and_first_ms(runs):
     """(ms per step as in training, ms of the first step after the pause): medians over the runs.
 
-    The first is the mean of each run's steps after its first (the first
-    itself when a run has one step): training runs its steps back to back.
+    A run's time per step is the mean of its steps after the first (the
+    first itself when a run has one step): training runs its steps back to back.
     """
     first = [run[0] for run in runs]
     following = [statistics.fmean(run[1:]) if len(run) > 1 else run[0] for run in runs]
