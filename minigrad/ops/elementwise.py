@@ -90,15 +90,23 @@ class Pow(_Binary):
         return out
 
     def backward(self, grad):
-        # d(a^b)/da = b a^(b-1); d(a^b)/db = a^b ln(a)
+        # d(a^b)/da = b a^(b-1), taken as 0 where b = 0 (a^0 = 1 for every a, even a = 0);
+        # d(a^b)/db = a^b ln(a), taken as 0 where a = 0 and b >= 0 (0^b is 0 or 1 there).
+        # Both as PyTorch; the masks are applied before the arithmetic, so no 0 * inf appears.
         a, b, out = self.saved
         xp = get_array_module(a)
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
-            grad_a = unbroadcast(grad * b * a ** (b - 1), self.a_shape)
+            zero_power = b == 0
+            slope = xp.where(zero_power, 0, b * a ** xp.where(zero_power, 1, b - 1))
+            grad_a = unbroadcast(grad * slope.astype(grad.dtype, copy=False), self.a_shape)
         if self.needs_input_grad[1]:
-            with xp.errstate(divide="ignore", invalid="ignore"):
-                grad_b = unbroadcast(grad * out * xp.log(a), self.b_shape)
+            positive = a > 0
+            log_a = xp.log(xp.where(positive, a, 1))  # ln a where a > 0; the rest is set below
+            # a = 0: a^b ln a is 0 for b >= 0, -inf for b < 0 (inf times -inf); a < 0: NaN, as ln a
+            rest = xp.where(a == 0, xp.where(b >= 0, 0.0, -xp.inf), xp.nan)
+            slope = xp.where(positive, xp.where(positive, out, 0) * log_a, rest)
+            grad_b = unbroadcast(grad * slope.astype(grad.dtype, copy=False), self.b_shape)
         return grad_a, grad_b
 
 
@@ -198,16 +206,18 @@ class ReLU(Function):
         return y
 
     def backward(self, grad):
-        # d max(x, 0)/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)
+        # d max(x, 0)/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch). Where y <= 0 the
+        # gradient is 0 even when the upstream one is NaN or inf, as PyTorch's threshold_backward:
+        # it is selected, not multiplied by 0.
         y, = self.saved
         if is_cupy_array(y):
-            return kernels_cuda.relu_backward(grad, y)  # one launch instead of two
+            return kernels_cuda.relu_backward(grad, y)  # one launch instead of three
         xp = get_array_module(grad)
-        grad_x = xp.empty(grad.shape, grad.dtype)
+        grad_x = xp.zeros(grad.shape, grad.dtype)
 
-        def mask(part):
-            xp.multiply(grad[part], y[part] > 0, out=grad_x[part])
-        by_rows(mask, grad)
+        def select(part):
+            xp.copyto(grad_x[part], grad[part], where=y[part] > 0)
+        by_rows(select, grad)
         return grad_x
 
 

@@ -4,21 +4,29 @@ On the CPU a loop of kH kW slice copies (im2col) or ten small array
 expressions (Adam) costs little next to the matrix products. On a GPU each
 of those lines is a kernel launch of a few microseconds, and a training step
 of a small network is made of launches: fusing them is the speed-up. Each
-kernel below computes exactly what the NumPy code beside its caller
-computes (the GPU tests compare the two), in one launch.
+kernel below computes what the NumPy code beside its caller computes, in one
+launch; the GPU tests compare the two.
 
-This module is imported only when an op meets a CuPy array; the kernels are
-compiled on first use and cached by CuPy.
+The kernels are plain data (``SPECS``: CuPy's ``ElementwiseKernel``
+arguments), so that tests can compile every one of them with NVRTC on a
+machine without a GPU. This module imports CuPy only when a kernel is first
+called; CuPy compiles each kernel on first use and caches it.
 """
 import functools
+from collections import namedtuple
 
+import numpy as np
 
-@functools.lru_cache(maxsize=None)
-def _kernels():
-    import cupy
-    kernels = {}
+# One cupy.ElementwiseKernel: its parameters, its body in CUDA C and NVRTC options.
+Kernel = namedtuple("Kernel", "in_params out_params operation name options")
+
+# "--fmad=false": NVRTC would otherwise fuse a * b + c into one rounding, where
+# NumPy rounds the product and the sum apart; the kernels must round as NumPy does.
+EXACT = ("--fmad=false",)
+
+SPECS = {
     # cols[(c, i, j, b, oy, ox)] = x[b, c, oy sh + i - top, ox sw + j - left], 0 in the padding
-    kernels["im2col"] = cupy.ElementwiseKernel(
+    "im2col": Kernel(
         "raw T x, int32 n, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 oh, int32 ow, "
         "int32 sh, int32 sw, int32 top, int32 left",
         "T cols",
@@ -35,10 +43,10 @@ def _kernels():
         cols = (row >= 0 && row < h && col >= 0 && col < w)
             ? x[((long long)(b * c + ch) * h + row) * w + col] : (T)0;
         """,
-        "minigrad_im2col")
+        "minigrad_im2col", ()),
     # The adjoint, gathered: each input pixel sums the entries of the windows that cover it,
     # in a fixed order, so no atomics and the same result every run.
-    kernels["col2im"] = cupy.ElementwiseKernel(
+    "col2im": Kernel(
         "raw T cols, int32 n, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 oh, int32 ow, "
         "int32 sh, int32 sw, int32 top, int32 left",
         "T grad_x",
@@ -64,20 +72,55 @@ def _kernels():
         }
         grad_x = sum;
         """,
-        "minigrad_col2im")
-    kernels["relu_backward"] = cupy.ElementwiseKernel(
-        "T grad, T y", "T grad_x", "grad_x = y > (T)0 ? grad : (T)0", "minigrad_relu_backward")
-    # optim.Adam.update in one pass over p, m, v (same operations, same order)
-    kernels["adam"] = cupy.ElementwiseKernel(
-        "T grad, T beta1, T beta2, T bias_correction2_sqrt, T eps, T step_size",
+        "minigrad_col2im", ()),
+    # ReLU's backward: the upstream gradient where y > 0, else 0, even a NaN or inf gradient (as PyTorch)
+    "relu_backward": Kernel(
+        "T grad, T y", "T grad_x", "grad_x = y > (T)0 ? grad : (T)0", "minigrad_relu_backward", ()),
+    # optim._adam_update in one pass over p, m, v: the same operations in the same order, each
+    # rounded on its own; 1 - beta1 and 1 - beta2 come from the host, as NumPy computes them
+    "adam": Kernel(
+        "T grad, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T bias_correction2_sqrt, "
+        "T eps, T step_size",
         "T p, T m, T v",
         """
-        m = beta1 * m + ((T)1 - beta1) * grad;
-        v = beta2 * v + ((T)1 - beta2) * grad * grad;
-        p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps));
+        T scratch = grad * one_minus_beta1;
+        m = m * beta1 + scratch;
+        scratch = grad * grad;
+        scratch = scratch * one_minus_beta2;
+        v = v * beta2 + scratch;
+        scratch = sqrt(v) / bias_correction2_sqrt + eps;
+        scratch = m / scratch;
+        p = p - scratch * step_size;
         """,
-        "minigrad_adam")
-    return kernels
+        "minigrad_adam", EXACT),
+    # Uniform numbers in [0, 1) from a counter: element i of the draw with ``key`` is
+    # splitmix64(key + (i + 1) golden), its top 24 (float32) or 53 (float64) bits scaled
+    # by 2^-24 or 2^-53; see backend.CounterGenerator.
+    "uniform": Kernel(
+        "uint64 key", "T u",
+        """
+        unsigned long long z = key + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z = z ^ (z >> 31);
+        u = sizeof(T) == 4 ? (T)((float)(z >> 40) * (1.0f / 16777216.0f))
+                           : (T)((double)(z >> 11) * (1.0 / 9007199254740992.0));
+        """,
+        "minigrad_uniform", ()),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels(cupy):
+    """The compiled kernels of one CuPy module (cached per module, so a test can swap CuPy)."""
+    return {key: cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, spec.name,
+                                        options=spec.options)
+            for key, spec in SPECS.items()}
+
+
+def kernel(key):
+    import cupy
+    return _kernels(cupy)[key]
 
 
 def _geometry(n, c, h, w, kernel_size, stride, padding, out_size):
@@ -90,8 +133,8 @@ def im2col(x, kernel_size, stride, padding, out_size):
     import cupy
     n, c, h, w = x.shape
     cols = cupy.empty((c, *kernel_size, n, *out_size), dtype=x.dtype)
-    _kernels()["im2col"](cupy.ascontiguousarray(x), *_geometry(n, c, h, w, kernel_size, stride, padding, out_size),
-                         cols)
+    kernel("im2col")(cupy.ascontiguousarray(x), *_geometry(n, c, h, w, kernel_size, stride, padding, out_size),
+                     cols)
     return cols
 
 
@@ -100,16 +143,24 @@ def col2im(cols, x_shape, stride, padding):
     import cupy
     c, kernel_h, kernel_w, n, out_h, out_w = cols.shape
     grad_x = cupy.empty(x_shape, dtype=cols.dtype)
-    _kernels()["col2im"](cupy.ascontiguousarray(cols),
-                         *_geometry(n, c, *x_shape[2:], (kernel_h, kernel_w), stride, padding, (out_h, out_w)),
-                         grad_x)
+    kernel("col2im")(cupy.ascontiguousarray(cols),
+                     *_geometry(n, c, *x_shape[2:], (kernel_h, kernel_w), stride, padding, (out_h, out_w)),
+                     grad_x)
     return grad_x
 
 
 def relu_backward(grad, y):
-    return _kernels()["relu_backward"](grad, y)
+    return kernel("relu_backward")(grad, y)
 
 
 def adam_update(p, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size):
-    """One Adam step on CuPy arrays p, m, v (updated in place)."""
-    _kernels()["adam"](grad, beta1, beta2, bias_correction2_sqrt, eps, step_size, p, m, v)
+    """One Adam step on CuPy arrays p, m, v (updated in place), as optim._adam_update."""
+    kernel("adam")(grad, beta1, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, step_size, p, m, v)
+
+
+def uniform(shape, dtype, key):
+    """A CuPy array of ``shape`` of uniform numbers in [0, 1), the draw numbered by ``key`` (a 64-bit int)."""
+    import cupy
+    out = cupy.empty(shape, dtype=dtype)
+    kernel("uniform")(np.uint64(key), out)
+    return out
