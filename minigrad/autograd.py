@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from .backend import is_cupy_array
+from .backend import device_of, on_device_of
 
 _state = threading.local()
 
@@ -76,16 +76,12 @@ class Function:
                 raise TypeError(f"{node.name}: expected Tensor inputs, got a {type(tensor).__name__}; "
                                 "wrap arrays with mg.tensor(...)")
         arrays = [None if tensor is None else tensor.data for tensor in inputs]
-        on_gpu = is_cupy_array(arrays[0])
-        for other, tensor in zip(arrays[1:], inputs[1:]):
-            if other is not None and is_cupy_array(other) != on_gpu:
-                raise RuntimeError(
-                    f"{node.name}: all inputs must be on one device, got {inputs[0].device} "
-                    f"and {tensor.device}; move them with .to(device)")
+        _common_device(node, inputs, arrays)
         recording = is_grad_enabled()
         node.needs_input_grad = [recording and tensor is not None and tensor.requires_grad
                                  for tensor in inputs]
-        result = node.forward(*arrays)
+        with on_device_of(arrays[0]):  # on a GPU, the node's kernels run on the inputs' device
+            result = node.forward(*arrays)
         if isinstance(result, np.generic):  # NumPy turns 0-d results into scalars
             result = np.asarray(result)
         output = Tensor._from_array(result)
@@ -99,6 +95,16 @@ class Function:
     def name(self):
         """The op's name for messages and graph pictures, e.g. ``Conv2d``."""
         return type(self).__name__
+
+
+def _common_device(node, inputs, arrays):
+    """Check that a node's inputs share one device ("cpu" or "cuda:N"); two devices are an error naming both."""
+    device = device_of(arrays[0])
+    for other, tensor in zip(arrays[1:], inputs[1:]):
+        if other is not None and device_of(other) != device:
+            raise RuntimeError(
+                f"{node.name}: all inputs must be on one device, got {device} "
+                f"and {tensor.device}; move them with .to(device)")
 
 
 def backward(tensor, grad, retain_graph=False):
@@ -128,21 +134,23 @@ def backward(tensor, grad, retain_graph=False):
     while ready:
         node = ready.pop()
         grad_output = grads.pop(node)
-        input_grads = node.backward(grad_output)
+        with on_device_of(grad_output):
+            input_grads = node.backward(grad_output)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, needs, parent_grad in zip(node.inputs, node.needs_input_grad, input_grads):
             if not needs:
                 continue
-            parent_grad = _checked(node, parent, parent_grad)
             creator = parent.grad_fn
-            if creator is None:
-                _accumulate(parent, parent_grad)
-                continue
-            if creator in grads:
-                grads[creator] = grads[creator] + parent_grad
-            else:
-                grads[creator] = parent_grad
+            with on_device_of(parent_grad):  # a ToDevice node hands back a gradient on another device
+                parent_grad = _checked(node, parent, parent_grad)
+                if creator is None:
+                    _accumulate(parent, parent_grad)
+                    continue
+                if creator in grads:
+                    grads[creator] = grads[creator] + parent_grad
+                else:
+                    grads[creator] = parent_grad
             consumers[creator] -= 1
             if consumers[creator] == 0:
                 ready.append(creator)

@@ -5,6 +5,7 @@ Every op asks ``get_array_module(array)`` for ``xp`` and then writes
 (NumPy) and on an NVIDIA GPU (CuPy). CuPy is imported only when a tensor is
 put on ``"cuda"``: a CPU-only install never touches it.
 """
+import contextlib
 import os
 import threading
 
@@ -29,21 +30,45 @@ int64 = np.dtype("int64")
 default_float_dtype = float32
 
 
+# Float32 matrix products on the GPU round as cuBLAS does in float32, never in TF32
+# (10-bit mantissas), whatever $CUPY_TF32 says: the GPU must compute what the CPU
+# computes. Set to True before the first GPU op to trade that for speed.
+ALLOW_TF32 = False
+_checked_cupy = set()  # the CuPy modules (by id) already probed
+
+
 def _cupy():
-    """Import CuPy on first use, with an error that says how to get it."""
+    """Import CuPy on first use, probe that it can work, with an error that says how to get it."""
     try:
         import cupy
     except ImportError as error:
         raise RuntimeError(
             "device 'cuda' needs CuPy, which is not installed: "
-            'pip install -e ".[cuda]" (the cupy-cuda12x or cupy-cuda13x wheel)') from error
+            'pip install -e ".[cuda]" (CUDA 12) or ".[cuda13]" (CUDA 13)') from error
+    if id(cupy) not in _checked_cupy:
+        _probe(cupy)
+        _checked_cupy.add(id(cupy))
+    return cupy
+
+
+def _probe(cupy):
+    """Fail now, clearly, where CuPy would fail at the first product or kernel: no GPU, no cuBLAS, no NVRTC."""
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CuPy raises its own CUDARuntimeError here
         raise RuntimeError(f"device 'cuda': CuPy is installed but no GPU is usable ({error})") from error
     if count == 0:
         raise RuntimeError("device 'cuda': CuPy is installed but it sees no GPU")
-    return cupy
+    for library, load in (("cuBLAS (libcublas)", cupy.cuda.device.get_cublas_handle),
+                          ("NVRTC (libnvrtc)", cupy.cuda.nvrtc.getVersion)):
+        try:
+            load()
+        except Exception as error:
+            raise RuntimeError(
+                f"device 'cuda': CuPy cannot load CUDA's {library} ({error}); install CuPy with CUDA's "
+                'libraries: pip install -e ".[cuda]" (cupy-cuda12x[ctk]) or ".[cuda13]"') from error
+    from cupy._core import _routines_linalg as linalg
+    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if ALLOW_TF32 else linalg.COMPUTE_TYPE_DEFAULT)
 
 
 def is_cupy_array(array):
@@ -86,30 +111,69 @@ def array_module(device):
     return np if parse_device(device) == "cpu" else _cupy()
 
 
+def on_device(device):
+    """A context in which new CuPy arrays are made on ``device`` ("cuda:N"); no context for "cpu"."""
+    device = parse_device(device)
+    if device == "cpu":
+        return contextlib.nullcontext()
+    return _cupy().cuda.Device(int(device[5:]))
+
+
+def on_device_of(array):
+    """The context of the device that holds ``array``: ops on it run there (no context for NumPy)."""
+    return array.device if is_cupy_array(array) else contextlib.nullcontext()
+
+
 def to_device(array, device):
-    """Return ``array`` on ``device``, copying between host and GPU only when needed."""
+    """Return ``array`` on ``device``, copying between host and GPUs only when needed."""
     device = parse_device(device)
     if device_of(array) == device:
         return array
     if device == "cpu":
         return array.get()
-    cupy = _cupy()
-    with cupy.cuda.Device(int(device[5:])):
-        return cupy.asarray(array)
+    with on_device(device):  # asarray copies to the current device, from the host or another GPU
+        return _cupy().asarray(array)
+
+
+# Checks of values on a GPU that are made at the next copy to the host, so that the
+# host does not wait for the GPU at every step: message -> a 0-d bool array, True if
+# the check failed. A training step asks for its loss anyway; the flags come with it.
+_pending_checks = {}
+
+
+def check_later(failed, message):
+    """Raise ValueError(message) at the next copy from the GPU to the host if ``failed`` (0-d bool, on a GPU) holds.
+
+    A failure of the same check in several steps is reported once: the flags are OR-ed on the GPU.
+    """
+    earlier = _pending_checks.get(message)
+    with on_device_of(failed):
+        _pending_checks[message] = failed if earlier is None or earlier.device != failed.device else earlier | failed
 
 
 def as_numpy(array):
-    """A NumPy array with the same values (copied from the GPU if needed)."""
-    return array.get() if is_cupy_array(array) else np.asarray(array)
+    """A NumPy array with the same values (copied from the GPU if needed, with the pending checks in one transfer)."""
+    if not is_cupy_array(array):
+        return np.asarray(array)
+    ride_along = [message for message, failed in _pending_checks.items() if failed.device == array.device]
+    if not ride_along:
+        return array.get()
+    cupy = get_array_module(array)
+    with on_device_of(array):
+        flags = [_pending_checks.pop(message).reshape(1).view(cupy.uint8) for message in ride_along]
+        packed = cupy.concatenate([cupy.ascontiguousarray(array).reshape(-1).view(cupy.uint8)] + flags).get()
+    for message, flag in zip(ride_along, packed[array.nbytes:]):
+        if flag:
+            raise ValueError(message)
+    return packed[:array.nbytes].view(array.dtype).reshape(array.shape)
 
 
 def is_floating(dtype):
     return np.issubdtype(dtype, np.floating)
 
 
-# Random numbers: one generator per array library, reseeded by manual_seed.
-# Generators are not shared between threads' seeding calls by accident: the
-# lock only guards their creation.
+# Random numbers: NumPy's generator on the CPU, a counter-based one on the GPU
+# (see CounterGenerator), both reseeded by manual_seed and saved by rng_state.
 _generators = {}
 _seed = None
 _lock = threading.Lock()
@@ -124,12 +188,76 @@ def manual_seed(seed):
 
 
 def generator(xp=np):
-    """The random generator of an array library (NumPy's or CuPy's), created on first use."""
+    """The random generator for arrays of ``xp``: NumPy's, or the GPU's CounterGenerator; made on first use."""
+    return _generator("numpy" if xp is np else "cupy")
+
+
+def _generator(key):
     with _lock:
-        key = xp.__name__
         if key not in _generators:
-            _generators[key] = xp.random.default_rng(_seed)
+            _generators[key] = np.random.default_rng(_seed) if key == "numpy" else CounterGenerator(_seed)
         return _generators[key]
+
+
+def rng_state():
+    """Both generators' states as JSON-friendly dicts: what a checkpoint saves to replay a run exactly."""
+    return {"numpy": _generator("numpy").bit_generator.state, "cupy": _generator("cupy").state}
+
+
+def set_rng_state(state):
+    """Restore what ``rng_state`` returned."""
+    _generator("numpy").bit_generator.state = state["numpy"]
+    _generator("cupy").state = state["cupy"]
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z):
+    """Sebastiano Vigna's splitmix64 finaliser: a 64-bit integer to a well-mixed 64-bit integer."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+class CounterGenerator:
+    """GPU random numbers whose whole state is two integers: a seed and the number of draws so far.
+
+    Draw k fills element i with splitmix64 of (key_k + (i + 1) golden), key_k
+    mixed from the seed and k, in one kernel (kernels_cuda ``uniform``). As
+    nothing lives on the device, a checkpoint saves the state exactly and a
+    resumed run draws the same dropout masks; CuPy's own generators keep their
+    state on the GPU, out of reach of a checkpoint.
+    """
+
+    def __init__(self, seed=None):
+        self.seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0]) if seed is None else seed
+        self.draws = 0
+
+    @property
+    def state(self):
+        return {"seed": self.seed, "draws": self.draws}
+
+    @state.setter
+    def state(self, value):
+        self.seed, self.draws = int(value["seed"]), int(value["draws"])
+
+    def _key(self):
+        key = _splitmix64((_splitmix64(self.seed & _MASK64) + self.draws) & _MASK64)
+        self.draws += 1
+        return key
+
+    def random(self, shape, dtype=np.float64):
+        """Uniform numbers in [0, 1), on the current device."""
+        from .ops import kernels_cuda
+        return kernels_cuda.uniform(shape, dtype, self._key())
+
+    def standard_normal(self, shape, dtype=np.float64):
+        """Normal numbers by Box and Muller's transform of two uniform draws, in float64."""
+        xp = _cupy()
+        radius = xp.sqrt(-2 * xp.log1p(-self.random(shape)))  # 1 - u is in (0, 1]: the log is finite
+        return (radius * xp.cos((2 * np.pi) * self.random(shape))).astype(dtype, copy=False)
 
 
 def reuse_host_memory():

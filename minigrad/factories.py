@@ -22,12 +22,14 @@ def _float_dtype(dtype):
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
     xp = backend.array_module(device)
-    return _make(xp.zeros(_shape(shape), dtype=_float_dtype(dtype)), requires_grad)
+    with backend.on_device(device):  # "cuda:1" allocates on GPU 1, not on the current one
+        return _make(xp.zeros(_shape(shape), dtype=_float_dtype(dtype)), requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
     xp = backend.array_module(device)
-    return _make(xp.ones(_shape(shape), dtype=_float_dtype(dtype)), requires_grad)
+    with backend.on_device(device):
+        return _make(xp.ones(_shape(shape), dtype=_float_dtype(dtype)), requires_grad)
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False):
@@ -41,17 +43,17 @@ def ones_like(t, dtype=None, device=None, requires_grad=False):
 def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from minigrad's seeded generator (see ``manual_seed``)."""
     xp = backend.array_module(device)
-    dtype = _float_dtype(dtype)
-    array = backend.generator(xp).standard_normal(_shape(shape)).astype(dtype, copy=False)
-    return _make(array, requires_grad)
+    with backend.on_device(device):
+        array = backend.generator(xp).standard_normal(_shape(shape)).astype(_float_dtype(dtype), copy=False)
+        return _make(array, requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from minigrad's seeded generator."""
     xp = backend.array_module(device)
-    dtype = _float_dtype(dtype)
-    array = backend.generator(xp).random(_shape(shape)).astype(dtype, copy=False)
-    return _make(array, requires_grad)
+    with backend.on_device(device):
+        array = backend.generator(xp).random(_shape(shape)).astype(_float_dtype(dtype), copy=False)
+        return _make(array, requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -62,4 +64,5 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         floats = any(isinstance(v, float) for v in (start, end, step))
         dtype = backend.default_float_dtype if floats else backend.int64
     xp = backend.array_module(device)
-    return _make(xp.arange(start, end, step, dtype=np.dtype(dtype)), requires_grad)
+    with backend.on_device(device):
+        return _make(xp.arange(start, end, step, dtype=np.dtype(dtype)), requires_grad)

@@ -79,7 +79,8 @@ class Optimizer:
                 if p.grad.shape != p.shape:
                     raise RuntimeError(f"{type(self).__name__}.step: a parameter of shape {p.shape} "
                                        f"has a gradient of shape {p.grad.shape}")
-                self.update(p, p.grad.data, group)
+                with backend.on_device_of(p.data):  # a GPU runs the update where p lives
+                    self.update(p, p.grad.data, group)
         return loss
 
     def zero_grad(self, set_to_none=True):
@@ -89,7 +90,8 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad = Tensor._from_array(backend.get_array_module(p.data).zeros_like(p.data))
+                    with backend.on_device_of(p.data):
+                        p.grad = Tensor._from_array(backend.get_array_module(p.data).zeros_like(p.data))
 
     def state_dict(self):
         """A snapshot in PyTorch's layout, parameters numbered 0, 1, ... across the groups in order.

@@ -108,7 +108,7 @@ class Tensor:
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item(): only a tensor with one element has an item, this one has shape {self.shape}")
-        return self.data.item()
+        return backend.as_numpy(self.data).item()
 
     def tolist(self):
         return self.numpy().tolist()
@@ -157,12 +157,15 @@ class Tensor:
                 raise RuntimeError(
                     f"backward(): grad can be implicitly created only for a scalar output, this one "
                     f"has shape {self.shape}; pass backward(grad) with a gradient of that shape")
-            grad = backend.get_array_module(self.data).ones_like(self.data)
+            with backend.on_device_of(self.data):
+                grad = backend.get_array_module(self.data).ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
             if tuple(grad.shape) != self.shape:
                 raise RuntimeError(f"backward(): grad has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
-            grad = grad.astype(self.dtype, copy=False)
+            grad = backend.to_device(grad, self.device)
+            with backend.on_device_of(grad):
+                grad = grad.astype(self.dtype, copy=False)
         autograd.backward(self, grad, retain_graph=retain_graph)
 
     # ----- arithmetic (with broadcasting) --------------------------------------
@@ -171,9 +174,10 @@ class Tensor:
         if isinstance(other, Tensor):
             return other
         xp = backend.get_array_module(self.data)
-        if isinstance(other, (bool, int, float)):
-            return Tensor._from_array(xp.asarray(other, dtype=self.dtype))
-        return Tensor._from_array(xp.asarray(other))
+        with backend.on_device_of(self.data):
+            if isinstance(other, (bool, int, float)):
+                return Tensor._from_array(xp.asarray(other, dtype=self.dtype))
+            return Tensor._from_array(xp.asarray(other))
 
     def _binary(self, op, other, reverse=False):
         """Apply a binary node; ``reverse`` for ``2 - t`` style calls (other op self)."""
@@ -225,10 +229,18 @@ class Tensor:
     def __pos__(self):
         return self
 
-    # Comparisons give boolean tensors and record no graph.
+    # Comparisons give boolean tensors and record no graph. An array operand moves to
+    # our device, as for ``+``; tensors on two devices are an error naming both.
     def _compare(self, other, op):
+        if isinstance(other, Tensor):
+            if other.device != self.device:
+                raise RuntimeError(f"comparison: the tensors are on two devices, {self.device} and "
+                                   f"{other.device}; move one with .to(device)")
+        elif not isinstance(other, (bool, int, float)):
+            other = self._operand(other)
         other = other.data if isinstance(other, Tensor) else other
-        return Tensor._from_array(op(self.data, other))
+        with backend.on_device_of(self.data):
+            return Tensor._from_array(op(self.data, other))
 
     def __eq__(self, other):
         return self._compare(other, operator.eq)
@@ -253,13 +265,15 @@ class Tensor:
     def __bool__(self):
         if self.data.size != 1:
             raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
-        return bool(self.data)
+        return bool(backend.as_numpy(self.data))
 
     def any(self):
-        return bool(self.data.any())
+        with backend.on_device_of(self.data):
+            return bool(backend.as_numpy(self.data.any()))
 
     def all(self):
-        return bool(self.data.all())
+        with backend.on_device_of(self.data):
+            return bool(backend.as_numpy(self.data.all()))
 
     def __getitem__(self, index):
         return shape.GetItem.apply(self, index=_plain_index(index))

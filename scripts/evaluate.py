@@ -78,7 +78,8 @@ def main(argv=None):
     trainer = Trainer(run, train=False)
     trainer.model.load_state_dict(checkpoint["model"])
     if run.standardize:
-        trainer.mean, trainer.std = checkpoint["mean"].numpy(), checkpoint["std"].numpy()
+        # the training images' statistics, saved as NumPy arrays (mg.load keeps them so)
+        trainer.mean, trainer.std = np.asarray(checkpoint["mean"]), np.asarray(checkpoint["std"])
     _, _, predictions = trainer.evaluate()
     class_names = list(checkpoint["classes"])
     counts = confusion_matrix(trainer.test_set.arrays[1], predictions, len(class_names))

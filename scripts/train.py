@@ -223,12 +223,15 @@ def public_args(args):
 
 def random_state(trainer):
     """Every random source the run draws from, as JSON-friendly dicts (PCG64 states hold 128-bit ints)."""
-    return {"minigrad": mg.backend.generator().bit_generator.state,
+    return {"minigrad": mg.backend.rng_state(),  # NumPy's and the GPU's generators
             "loader": trainer.loader.state_dict(), "augment": trainer.augment_rng.bit_generator.state}
 
 
 def set_random_state(trainer, state):
-    mg.backend.generator().bit_generator.state = state["minigrad"]
+    if "bit_generator" in state["minigrad"]:  # a checkpoint from before the GPU's generator was saved
+        mg.backend.generator().bit_generator.state = state["minigrad"]
+    else:
+        mg.backend.set_rng_state(state["minigrad"])
     trainer.loader.load_state_dict(state["loader"])
     trainer.augment_rng.bit_generator.state = state["augment"]
 

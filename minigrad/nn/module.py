@@ -53,7 +53,10 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward(); define it in the subclass")
 
     def __call__(self, *inputs, **options):
-        return self.forward(*inputs, **options)
+        # a layer's own array code (BatchNorm counting its batches) runs on its input's GPU
+        first = inputs[0].data if inputs and isinstance(inputs[0], Tensor) else None
+        with backend.on_device_of(first):
+            return self.forward(*inputs, **options)
 
     # ----- registration ----------------------------------------------------------
     def __setattr__(self, name, value):
@@ -198,7 +201,8 @@ class Module:
             if set_to_none:
                 param.grad = None
             elif param.grad is not None:
-                param.grad = Tensor._from_array(backend.get_array_module(param.data).zeros_like(param.data))
+                with backend.on_device_of(param.data):
+                    param.grad = Tensor._from_array(backend.get_array_module(param.data).zeros_like(param.data))
 
     def to(self, device=None, dtype=None):
         """Move every parameter and buffer (and gradient) to ``device`` and/or cast it to ``dtype``; returns self.
@@ -223,7 +227,8 @@ class Module:
             if device is not None:
                 array = backend.to_device(array, device)
             if dtype is not None and backend.is_floating(array.dtype):
-                array = array.astype(dtype, copy=False)
+                with backend.on_device_of(array):
+                    array = array.astype(dtype, copy=False)
             return array
 
         for tensor in list(self.parameters()) + list(self.buffers()):
@@ -295,7 +300,8 @@ class Module:
             raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                  + "\n\t".join(problems))
         for key, value in values.items():
-            own[key].data[...] = backend.to_device(value, own[key].device)
+            with backend.on_device(own[key].device):
+                own[key].data[...] = backend.to_device(value, own[key].device)
         return IncompatibleKeys(missing, unexpected)
 
     # ----- printing ----------------------------------------------------------------------

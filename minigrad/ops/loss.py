@@ -10,7 +10,7 @@ The losses reduce their per-example terms as PyTorch does: ``"mean"``
 import numpy as np
 
 from ..autograd import Function
-from ..backend import get_array_module, is_floating
+from ..backend import check_later, device_of, get_array_module, is_cupy_array, is_floating
 from .matmul import check_same_float_dtype
 
 
@@ -103,7 +103,7 @@ class CrossEntropy(Function):
         log_probs = log_softmax_array(logits, axis=1)
         self.by_index = target.dtype != bool and np.issubdtype(target.dtype, np.integer)
         if self.by_index:
-            _check_labels(logits, target)
+            target = _check_labels(logits, target)
             losses = -log_probs[xp.arange(len(target)), target]
         elif is_floating(target.dtype):
             if target.shape != logits.shape:
@@ -142,14 +142,29 @@ class CrossEntropy(Function):
 
 
 def _check_labels(logits, target):
-    """Integer labels: one per row of logits, each a class in [0, C)."""
+    """Integer labels: one per row of logits, each a class in [0, C); returns the labels to index with.
+
+    On a GPU, reading the labels' range would make the host wait for the GPU at
+    every step, so the check is made at the next copy to the host (the loss's
+    ``.item()``), and meanwhile the labels are clipped into range so that no
+    kernel reads outside the logits.
+    """
     n, classes = logits.shape
     if target.shape != (n,):
         raise ValueError(f"cross_entropy: integer class indices must have shape ({n},), one per row of "
                          f"logits {logits.shape}, got {target.shape}; pass one-hot labels as floats")
-    if n and (target.min() < 0 or target.max() >= classes):
+    if not n:
+        return target
+    if is_cupy_array(target):
+        xp = get_array_module(target)
+        check_later(((target < 0) | (target >= classes)).any(),
+                    f"cross_entropy: class indices must be in [0, {classes}) for {classes} classes, got a "
+                    f"label outside that range on {device_of(target)} (checked at the next copy to the host)")
+        return xp.clip(target, 0, classes - 1)
+    if target.min() < 0 or target.max() >= classes:
         raise ValueError(f"cross_entropy: class indices must be in [0, {classes}) for {classes} classes, "
                          f"got labels from {int(target.min())} to {int(target.max())}")
+    return target
 
 
 class MSELoss(Function):

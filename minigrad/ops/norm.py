@@ -24,7 +24,7 @@ eps aside, absorbs it), so the gradient must be orthogonal to x_hat. With 1/m ta
     dL/dx = gamma inv_std / m (m dL/dy - sum(dL/dy) - x_hat sum(dL/dy x_hat)).
 """
 from ..autograd import Function
-from ..backend import PARALLEL_SIZE, get_array_module, is_cupy_array, is_floating, run_on_slices
+from ..backend import PARALLEL_SIZE, device_of, get_array_module, is_cupy_array, is_floating, run_on_slices
 from .matmul import check_same_float_dtype
 
 
@@ -34,8 +34,9 @@ def _check_channel_array(name, array, x):
     if array.shape != (channels,):
         raise ValueError(f"batch_norm: {name} must have shape ({channels},), one value per channel "
                          f"of input {x.shape}, got {array.shape}")
-    if is_cupy_array(array) != is_cupy_array(x):
-        raise RuntimeError(f"batch_norm: {name} and the input must be on one device; move it with .to(device)")
+    if device_of(array) != device_of(x):
+        raise RuntimeError(f"batch_norm: {name} is on {device_of(array)} but the input is on {device_of(x)}; "
+                           "move it with .to(device)")
 
 
 class BatchNorm(Function):

@@ -9,7 +9,7 @@ of the gradient back through the same slices, so a pixel in two overlapping
 windows receives both terms.
 """
 from ..autograd import Function
-from ..backend import get_array_module, is_floating, run_on_slices
+from ..backend import get_array_module, is_cupy_array, is_floating, run_on_slices
 from .conv import as_pair, check_windows, output_size, pad2d, window_slices
 
 
@@ -97,6 +97,9 @@ class MaxPool2d(_Pool2d):
             return self.forward_pairs(x)
         out = xp.empty(padded[slices[0]].shape, dtype=x.dtype)
         winners = [xp.empty(out.shape, dtype=bool) for _ in slices]
+        # On a GPU, asking whether there is a NaN would make the host wait for the device;
+        # the NaN fix-up changes nothing where there is none, so it always runs there.
+        on_gpu = is_cupy_array(x)
 
         def pool(part):  # a run of consecutive images, written into its own part of out and winners
             image, image_out = padded[part], out[part]
@@ -111,7 +114,7 @@ class MaxPool2d(_Pool2d):
                 xp.equal(image[window], image_out, out=hit)
                 hit &= ~taken
                 taken |= hit
-            if xp.isnan(image_out).any():  # rare: PyTorch gives a window's gradient to its last NaN
+            if on_gpu or xp.isnan(image_out).any():  # rare: PyTorch gives a window's gradient to its last NaN
                 later_nan = xp.zeros(image_out.shape, dtype=bool)
                 for window, hit in zip(slices[::-1], winners[::-1]):
                     nan = xp.isnan(image[window]) & ~later_nan
@@ -146,6 +149,7 @@ class MaxPool2d(_Pool2d):
         out = xp.empty((n, channels, out_h, out_w), dtype=x.dtype)
         right = xp.empty((n, channels, 2 * out_h, out_w), dtype=bool)
         down = xp.empty(out.shape, dtype=bool)
+        on_gpu = is_cupy_array(x)  # the NaN fix-up without asking first, as in forward
 
         def pool(part):  # a run of consecutive images
             left, right_v = x[part, :, :2 * out_h, 0:2 * out_w:2], x[part, :, :2 * out_h, 1:2 * out_w:2]
@@ -154,7 +158,7 @@ class MaxPool2d(_Pool2d):
             top, bottom = h[:, :, 0::2], h[:, :, 1::2]
             xp.maximum(top, bottom, out=out[part])
             xp.greater(bottom, top, out=down[part])
-            if xp.isnan(out[part]).any():  # rare: maximum passes NaN on, but > is False for it
+            if on_gpu or xp.isnan(out[part]).any():  # rare: maximum passes NaN on, but > is False for it
                 right[part] |= xp.isnan(right_v)
                 down[part] |= xp.isnan(bottom)
         run_on_slices(pool, n, x)

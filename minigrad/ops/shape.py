@@ -93,11 +93,35 @@ class GetItem(Function):
         # an element picked twice (x[[0, 0]]) receives the sum, hence add.at
         xp = get_array_module(grad)
         full = xp.zeros(self.in_shape, dtype=grad.dtype)
-        if _has_array(self.index):
-            xp.add.at(full, self.index, grad)
-        else:
+        if not _has_array(self.index):
             full[self.index] = grad
+        elif backend.is_cupy_array(grad):
+            _add_at_in_order(full, self.index, grad)
+        else:
+            xp.add.at(full, self.index, grad)
         return full
+
+
+def _add_at_in_order(full, index, grad):
+    """``add.at(full, index, grad)`` on a GPU, adding repeats in the order NumPy's add.at adds them.
+
+    CuPy's add.at adds repeated indices with atomics, in whatever order the
+    threads arrive, so the rounding differs from run to run. Here element k of
+    grad is ranked among the elements that go to the same place (rank 0 for
+    the first one, 1 for the second, ...), and round r adds the elements of
+    rank r, the others contributing an exact 0: every place gets its sum in
+    index order, the same bits every run and as on the CPU. It waits for the
+    GPU once, to learn how many rounds there are.
+    """
+    xp = get_array_module(grad)
+    place = xp.arange(full.size).reshape(full.shape)[index].reshape(-1)  # where each element of grad goes
+    values = grad.reshape(-1)
+    order = xp.argsort(place * values.size + xp.arange(values.size))  # by place, then by position in grad
+    place, values = place[order], values[order]
+    rank = xp.arange(values.size) - xp.searchsorted(place, place, side="left")
+    flat = full.reshape(-1)
+    for r in range(int(rank.max()) + 1 if values.size else 0):
+        xp.add.at(flat, place, xp.where(rank == r, values, 0))
 
 
 class Cast(Function):
