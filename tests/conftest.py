@@ -4,3 +4,77 @@ import sys
 # models/ and scripts/ live beside the package, not inside it.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin")
+_standin_modules = {}
+
+
+def real_gpu_usable():
+    """True when real CuPy is installed and sees a GPU; asked in a child process, so this one never imports CuPy."""
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    probe = "import cupy, sys; sys.exit(0 if cupy.cuda.runtime.getDeviceCount() > 0 else 1)"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def gpu_backend():
+    """Which CuPy test_gpu.py runs on: $MINIGRAD_TEST_CUPY ("real" or "standin"), else real where a GPU is usable."""
+    choice = os.environ.get("MINIGRAD_TEST_CUPY", "auto")
+    if choice not in ("auto", "real", "standin"):
+        raise pytest.UsageError(f"MINIGRAD_TEST_CUPY must be auto, real or standin, got {choice!r}")
+    if choice == "auto":
+        choice = "real" if real_gpu_usable() else "standin"
+    return choice
+
+
+def _cupy_modules():
+    return {name: module for name, module in sys.modules.items() if name == "cupy" or name.startswith("cupy.")}
+
+
+@pytest.fixture(scope="session")
+def gpu_kind():
+    return gpu_backend()
+
+
+@pytest.fixture
+def cupy(gpu_kind):
+    """The CuPy that minigrad's GPU paths see during one test: real CuPy, or the stand-in put in its place.
+
+    The stand-in is imported once and swapped into sys.modules for each test
+    that asks for it, then swapped out, so no other test ever meets it.
+    """
+    if gpu_kind == "real":
+        import cupy as real
+        yield real
+        return
+    saved = _cupy_modules()
+    for name in saved:
+        del sys.modules[name]
+    if not _standin_modules:
+        sys.path.insert(0, STANDIN)
+        try:
+            import cupy as standin  # noqa: F401
+        finally:
+            sys.path.remove(STANDIN)
+        _standin_modules.update(_cupy_modules())
+    sys.modules.update(_standin_modules)
+    try:
+        yield sys.modules["cupy"]
+    finally:
+        for name in _cupy_modules():
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+@pytest.fixture
+def gpu_env(gpu_kind):
+    """The environment for a child process that must see the same CuPy (PYTHONPATH=tests/standin for the stand-in)."""
+    env = dict(os.environ)
+    if gpu_kind == "standin":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [STANDIN, env.get("PYTHONPATH")]))
+    return env
