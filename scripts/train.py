@@ -13,8 +13,9 @@ and writes into ``--out`` (default ``runs/MODEL-<timestamp>``):
 images/s; and the final ``test_accuracy``), ``checkpoint.npz`` (model,
 optimizer, epoch, random states; replaced atomically after every epoch) and
 ``curves.png``. Ctrl-C stops at once and keeps the checkpoint of the last
-finished epoch; ``--resume`` continues from it, and on the CPU a resumed run
-ends with the same weights, bit for bit, as one that was never stopped.
+finished epoch; ``--resume`` continues from it, on the run's device unless
+``--device`` says otherwise, and a resumed run ends with the same weights,
+bit for bit, as one that was never stopped (on the CPU, and on one GPU).
 """
 import argparse
 import datetime
@@ -47,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", help="cpu (the default), cuda or cuda:N; with --resume, the run's own device")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="output folder (default runs/MODEL-<timestamp>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -71,6 +72,8 @@ def settle(args):
     """Fill what the command line left out: the recipe's choices, then the seed's defaults."""
     defaults = models.DEFAULTS[args.model]
     args.epochs_given = args.epochs is not None
+    args.device_given = args.device is not None
+    args.device = args.device or "cpu"
     recipe = BETTER if args.recipe == "better" else {}
     for key in ("epochs", "lr", "standardize", "augment", "schedule"):
         if getattr(args, key) in (None, False) and key in recipe:
@@ -160,7 +163,10 @@ class Trainer:
     def train_epoch(self, progress):
         self.model.train()
         total_steps, step = self.args.epochs * len(self.loader), self.epoch * len(self.loader)
-        loss_sum = correct = seen = 0
+        # The sums stay on the device and are read only for the progress bar and at the end:
+        # reading a GPU value makes the host wait for the GPU, which would then idle each step.
+        loss_sum = correct = mg.zeros((), dtype=mg.float64, device=self.args.device)
+        seen = 0
         start = time.perf_counter()
         bar = progress(self.loader, desc=f"epoch {self.epoch + 1}/{self.args.epochs}")
         for images, labels in bar:
@@ -173,12 +179,14 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             step += 1
-            loss_sum += loss.item() * len(labels)
-            correct += int((logits.argmax(axis=1) == y).sum().item())
+            with mg.no_grad():
+                loss_sum = loss_sum + loss.detach().double() * len(labels)
+                correct = correct + (logits.argmax(axis=1) == y).sum()
             seen += len(labels)
             if hasattr(bar, "set_postfix") and (step % 10 == 0 or seen == len(self.train_set)):
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}",
                                 img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        loss_sum, correct = loss_sum.item(), correct.item()
         seconds = time.perf_counter() - start
         return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "seconds": seconds,
                 "images_per_second": seen / seconds}
@@ -218,7 +226,7 @@ class Trainer:
 
 
 def public_args(args):
-    return {key: value for key, value in vars(args).items() if key not in ("resume", "quiet", "epochs_given")}
+    return {key: value for key, value in vars(args).items() if key not in ("resume", "quiet", "epochs_given", "device_given")}
 
 
 def random_state(trainer):
@@ -301,7 +309,7 @@ def main(argv=None):
         # the run continues as it was started; only the number of epochs may change (which, with
         # --schedule cosine, stretches the remaining schedule over the new length)
         for key, value in saved.items():
-            if key not in ("out", "device") and not (key == "epochs" and args.epochs_given):
+            if key != "out" and not (key in ("epochs", "device") and getattr(args, f"{key}_given")):
                 setattr(args, key, value)
     elif os.path.exists(checkpoint_path):
         raise SystemExit(f"train.py: {checkpoint_path} exists; pass --resume to continue that run, "
