@@ -41,6 +41,38 @@ def gpu_kind():
     return gpu_backend()
 
 
+def _swap_in_standin():
+    """Put the stand-in in place of CuPy in sys.modules; returns what to put back afterwards."""
+    saved = _cupy_modules()
+    for name in saved:
+        del sys.modules[name]
+    if not _standin_modules:  # imported once, then the same modules are swapped in each time
+        sys.path.insert(0, STANDIN)
+        try:
+            import cupy as standin  # noqa: F401
+        finally:
+            sys.path.remove(STANDIN)
+        _standin_modules.update(_cupy_modules())
+    sys.modules.update(_standin_modules)
+    return saved
+
+
+def _swap_out_standin(saved):
+    for name in _cupy_modules():
+        del sys.modules[name]
+    sys.modules.update(saved)
+
+
+@pytest.fixture
+def standin():
+    """The CuPy stand-in in place of CuPy for one test, whatever GPU there is."""
+    saved = _swap_in_standin()
+    try:
+        yield sys.modules["cupy"]
+    finally:
+        _swap_out_standin(saved)
+
+
 @pytest.fixture
 def cupy(gpu_kind):
     """The CuPy that minigrad's GPU paths see during one test: real CuPy, or the stand-in put in its place.
@@ -52,23 +84,11 @@ def cupy(gpu_kind):
         import cupy as real
         yield real
         return
-    saved = _cupy_modules()
-    for name in saved:
-        del sys.modules[name]
-    if not _standin_modules:
-        sys.path.insert(0, STANDIN)
-        try:
-            import cupy as standin  # noqa: F401
-        finally:
-            sys.path.remove(STANDIN)
-        _standin_modules.update(_cupy_modules())
-    sys.modules.update(_standin_modules)
+    saved = _swap_in_standin()
     try:
         yield sys.modules["cupy"]
     finally:
-        for name in _cupy_modules():
-            del sys.modules[name]
-        sys.modules.update(saved)
+        _swap_out_standin(saved)
 
 
 @pytest.fixture

@@ -235,6 +235,32 @@ def test_gpu_random_numbers_are_uniform_and_normal(cupy):
     np.testing.assert_array_equal(mg.rand(100000, device="cuda").numpy(), uniform)
 
 
+CONV_GEOMETRIES = [((8, 32, 14, 14), (5, 5), (1, 1), ((2, 2), (2, 2))),  # mnist_bn's second layer
+                   ((3, 20, 17, 16), (2, 2), (1, 1), ((0, 1), (0, 1))),  # "same" with an even kernel
+                   ((2, 3, 11, 9), (3, 2), (2, 3), ((1, 1), (0, 0)))]
+
+
+def check_conv_kernels(cupy):
+    """im2col/col2im kernels against the CPU's slice loops on seed-sized shapes and every padding kind."""
+    from minigrad.ops import conv
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        for x_shape, kernel, stride, padding in CONV_GEOMETRIES:
+            x = rng.standard_normal(x_shape).astype(dtype)
+            out_size = conv.output_size(x_shape[2:], kernel, stride, padding)
+            cols = conv.im2col(x, kernel, stride, padding)
+            np.testing.assert_array_equal(cupy.asnumpy(conv.im2col(cupy.asarray(x), kernel, stride, padding)), cols)
+            grad_cols = rng.standard_normal((x_shape[1], *kernel, x_shape[0], *out_size)).astype(dtype)
+            expected = conv.col2im(grad_cols, x_shape, stride, padding)
+            got = cupy.asnumpy(conv.col2im(cupy.asarray(grad_cols), x_shape, stride, padding))
+            np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                                       atol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+def test_conv_kernels_equal_the_numpy_code(cupy):
+    check_conv_kernels(cupy)
+
+
 # ----- optimizers and the seed models -----------------------------------------------------
 
 def small_model(device, dtype=mg.float64):
@@ -455,3 +481,48 @@ def test_float32_products_are_not_tf32_whatever_the_environment(cupy, monkeypatc
     monkeypatch.setattr(mg.backend, "_checked_cupy", set())
     mg.zeros(1, device="cuda")
     assert linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_DEFAULT
+
+
+# ----- the scripts on the GPU -----------------------------------------------------------------
+
+@needs_mnist
+def test_train_resumes_bit_for_bit_on_the_gpu_and_evaluate_agrees(cupy, tmp_path, monkeypatch, capsys):
+    """Dropout (the GPU's generator), shuffling, augmentation and standardisation, interrupted and resumed."""
+    from test_train import evaluate, interrupt_in_epoch, run_train, train, weights  # test_train finds scripts/
+    common = ["mnist_bn", "--device", "cuda", "--data-dir", MNIST, "--limit", "96", "--test-limit", "50",
+              "--batch-size", "32", "--standardize", "--augment", "shift+flip", "--epochs", "3"]
+    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+    run_train(*common, "--out", straight)
+    with monkeypatch.context() as patch:
+        interrupt_in_epoch(patch, 2)
+        assert train.main([*common, "--out", stopped, "--quiet"]) == 130
+    run_train("mnist_bn", "--out", stopped, "--resume")
+    a, b = weights(straight), weights(stopped)
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    report = json.load(open(os.path.join(straight, "metrics.json")))
+    capsys.readouterr()
+    assert evaluate.main([os.path.join(straight, "checkpoint.npz"), "--device", "cuda"]) == 0
+    assert f"test accuracy {report['test_accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_train_script_runs_on_the_gpu(gpu_env, tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "mlp_bn", "--device", "cuda",
+                             "--epochs", "2", "--out", str(out), "--quiet"],
+                            capture_output=True, text=True, cwd=ROOT, env=gpu_env)
+    assert result.returncode == 0, result.stderr
+    assert json.load(open(out / "metrics.json"))["test_accuracy"] > 0.5
+
+
+def test_a_training_epoch_of_the_script_waits_for_the_gpu_only_at_its_end(cupy):
+    """train.py keeps its loss and accuracy sums on the device: an epoch of 4 steps syncs twice, to read them."""
+    if not hasattr(cupy, "_standin"):
+        pytest.skip("the sync counter is the stand-in's")
+    from test_train import train  # test_train finds scripts/
+    trainer = train.Trainer(train.parse_args(["mlp_bn", "--device", "cuda", "--limit", "128", "--quiet"]))
+    trainer.train_epoch(lambda batches, desc: batches)  # the first epoch sets things up
+    before = cupy._standin.syncs
+    metrics = trainer.train_epoch(lambda batches, desc: batches)
+    assert cupy._standin.syncs - before == 2
+    assert 0 < metrics["train_loss"] < 3 and 0 <= metrics["train_accuracy"] <= 1
