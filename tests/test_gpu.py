@@ -214,14 +214,24 @@ def test_indexing_backward_adds_repeats_in_numpys_order(cupy):
 
 def test_dropout_on_the_gpu_replays_from_the_saved_generator_state(cupy):
     mg.manual_seed(7)
-    x = mg.ones(200, 50, device="cuda")
+    x = mg.ones(200, 50, device="cuda", requires_grad=True)
     state = json.loads(json.dumps(mg.backend.rng_state()))  # as a checkpoint stores it
-    first = F.dropout(x, 0.3).numpy()
+    y = F.dropout(x, 0.3)
+    first = y.numpy()
     F.dropout(x, 0.3)
     mg.backend.set_rng_state(state)
     np.testing.assert_array_equal(F.dropout(x, 0.3).numpy(), first)
     kept = first != 0
     assert abs(kept.mean() - 0.7) < 0.02 and np.allclose(first[kept], 1 / 0.7)
+    (y * 3).sum().backward()  # dy/dx is the mask: 0 where dropped, 1 / (1 - p) where kept
+    np.testing.assert_allclose(x.grad.numpy(), 3 * first)
+
+
+def test_argmax_on_the_gpu(cupy):
+    values = np.random.default_rng(0).standard_normal((5, 7))
+    t = mg.tensor(values, device="cuda")
+    np.testing.assert_array_equal(t.argmax(axis=1).numpy(), values.argmax(axis=1))
+    assert t.argmax().item() == values.argmax()
 
 
 def test_gpu_random_numbers_are_uniform_and_normal(cupy):

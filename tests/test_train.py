@@ -75,7 +75,7 @@ def interrupt_in_epoch(monkeypatch, epoch):
 
 
 @needs_mnist
-def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(tmp_path, monkeypatch):
+def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(tmp_path, monkeypatch, capsys):
     """Dropout, shuffling and augmentation all draw random numbers: their states must come back exactly."""
     common = ["mnist_bn", "--data-dir", MNIST, "--limit", "96", "--test-limit", "50", "--batch-size", "32",
               "--standardize", "--augment", "shift+flip", "--schedule", "cosine", "--epochs", "3"]
@@ -92,6 +92,10 @@ def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(tmp_path, monkeypa
         assert np.array_equal(a[key], b[key]), key
     metrics = [json.load(open(os.path.join(out, "metrics.json")))["epochs"] for out in (straight, stopped)]
     assert [row["train_loss"] for row in metrics[0]] == [row["train_loss"] for row in metrics[1]]
+    # evaluate.py standardises with the statistics the run saved, and finds the run's accuracy
+    assert evaluate.main([os.path.join(stopped, "checkpoint.npz")]) == 0
+    accuracy = json.load(open(os.path.join(stopped, "metrics.json")))["test_accuracy"]
+    assert f"test accuracy {accuracy:.4f}" in capsys.readouterr().out
 
 
 def test_ctrl_c_keeps_the_last_finished_epoch(tmp_path):
