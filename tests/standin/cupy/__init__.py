@@ -95,7 +95,7 @@ def _index(key):
     return unwrapped if isinstance(key, tuple) else unwrapped[0]
 
 
-class Flags:
+class _Flags:
     def __init__(self, array):
         self.c_contiguous = array.flags.c_contiguous
         self.f_contiguous = array.flags.f_contiguous
@@ -128,7 +128,7 @@ class ndarray:
     strides = property(lambda self: self._array.strides)
     itemsize = property(lambda self: self._array.itemsize)
     nbytes = property(lambda self: self._array.nbytes)
-    flags = property(lambda self: Flags(self._array))
+    flags = property(lambda self: _Flags(self._array))
     device = property(lambda self: cuda.Device(self._device))
     T = property(lambda self: ndarray._of(self._array.T, self._device))
     base = property(lambda self: None if self._array.base is None else ndarray._of(self._array.base, self._device))
