@@ -5,6 +5,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 import subprocess  # noqa: E402
 
@@ -41,12 +42,16 @@ def gpu_kind():
     return gpu_backend()
 
 
-def _swap_in_standin():
-    """Put the stand-in in place of CuPy in sys.modules; returns what to put back afterwards."""
+@contextlib.contextmanager
+def standin_in_place():
+    """The stand-in in place of CuPy in sys.modules for a block, real CuPy's modules (if imported) put back after.
+
+    The stand-in is imported once; the same modules are swapped in each time.
+    """
     saved = _cupy_modules()
     for name in saved:
         del sys.modules[name]
-    if not _standin_modules:  # imported once, then the same modules are swapped in each time
+    if not _standin_modules:
         sys.path.insert(0, STANDIN)
         try:
             import cupy as standin  # noqa: F401
@@ -54,41 +59,30 @@ def _swap_in_standin():
             sys.path.remove(STANDIN)
         _standin_modules.update(_cupy_modules())
     sys.modules.update(_standin_modules)
-    return saved
-
-
-def _swap_out_standin(saved):
-    for name in _cupy_modules():
-        del sys.modules[name]
-    sys.modules.update(saved)
+    try:
+        yield sys.modules["cupy"]
+    finally:
+        for name in _cupy_modules():
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 @pytest.fixture
 def standin():
     """The CuPy stand-in in place of CuPy for one test, whatever GPU there is."""
-    saved = _swap_in_standin()
-    try:
-        yield sys.modules["cupy"]
-    finally:
-        _swap_out_standin(saved)
+    with standin_in_place() as module:
+        yield module
 
 
 @pytest.fixture
 def cupy(gpu_kind):
-    """The CuPy that minigrad's GPU paths see during one test: real CuPy, or the stand-in put in its place.
-
-    The stand-in is imported once and swapped into sys.modules for each test
-    that asks for it, then swapped out, so no other test ever meets it.
-    """
+    """The CuPy that minigrad's GPU paths see during one test: real CuPy, or the stand-in in its place."""
     if gpu_kind == "real":
         import cupy as real
         yield real
         return
-    saved = _swap_in_standin()
-    try:
-        yield sys.modules["cupy"]
-    finally:
-        _swap_out_standin(saved)
+    with standin_in_place() as module:
+        yield module
 
 
 @pytest.fixture

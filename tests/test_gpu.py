@@ -498,22 +498,8 @@ def test_float32_products_are_not_tf32_whatever_the_environment(cupy, monkeypatc
 @needs_mnist
 def test_train_resumes_bit_for_bit_on_the_gpu_and_evaluate_agrees(cupy, tmp_path, monkeypatch, capsys):
     """Dropout (the GPU's generator), shuffling, augmentation and standardisation, interrupted and resumed."""
-    from test_train import evaluate, interrupt_in_epoch, run_train, train, weights  # test_train finds scripts/
-    common = ["mnist_bn", "--device", "cuda", "--data-dir", MNIST, "--limit", "96", "--test-limit", "50",
-              "--batch-size", "32", "--standardize", "--augment", "shift+flip", "--epochs", "3"]
-    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
-    run_train(*common, "--out", straight)
-    with monkeypatch.context() as patch:
-        interrupt_in_epoch(patch, 2)
-        assert train.main([*common, "--out", stopped, "--quiet"]) == 130
-    run_train("mnist_bn", "--out", stopped, "--resume")
-    a, b = weights(straight), weights(stopped)
-    for key in a:
-        assert np.array_equal(a[key], b[key]), key
-    report = json.load(open(os.path.join(straight, "metrics.json")))
-    capsys.readouterr()
-    assert evaluate.main([os.path.join(straight, "checkpoint.npz"), "--device", "cuda"]) == 0
-    assert f"test accuracy {report['test_accuracy']:.4f}" in capsys.readouterr().out
+    from test_train import check_resume_bit_for_bit  # test_train finds scripts/
+    check_resume_bit_for_bit(tmp_path, monkeypatch, capsys, "--device", "cuda")
 
 
 def test_train_script_runs_on_the_gpu(gpu_env, tmp_path):

@@ -74,28 +74,34 @@ def interrupt_in_epoch(monkeypatch, epoch):
     monkeypatch.setattr(train.Trainer, "train_epoch", train_epoch)
 
 
-@needs_mnist
-def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(tmp_path, monkeypatch, capsys):
-    """Dropout, shuffling and augmentation all draw random numbers: their states must come back exactly."""
-    common = ["mnist_bn", "--data-dir", MNIST, "--limit", "96", "--test-limit", "50", "--batch-size", "32",
-              "--standardize", "--augment", "shift+flip", "--schedule", "cosine", "--epochs", "3"]
+def check_resume_bit_for_bit(tmp_path, monkeypatch, capsys, *device):
+    """A run stopped in epoch 2 and resumed ends with the weights and losses of a run never stopped; then
+    evaluate.py (standardising with the statistics the run saved) finds the run's accuracy."""
+    common = ["mnist_bn", *device, "--data-dir", MNIST, "--limit", "96", "--test-limit", "50", "--batch-size",
+              "32", "--standardize", "--augment", "shift+flip", "--schedule", "cosine", "--epochs", "3"]
     straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
     run_train(*common, "--out", straight)
     with monkeypatch.context() as patch:
         interrupt_in_epoch(patch, 2)
         assert train.main([*common, "--out", stopped, "--quiet"]) == 130
     assert mg.load(os.path.join(stopped, "checkpoint.npz"))["epoch"] == 1
-    run_train("mnist_bn", "--out", stopped, "--resume")
+    run_train("mnist_bn", "--out", stopped, "--resume")  # on the run's own device
     a, b = weights(straight), weights(stopped)
     assert a.keys() == b.keys()
     for key in a:
         assert np.array_equal(a[key], b[key]), key
     metrics = [json.load(open(os.path.join(out, "metrics.json")))["epochs"] for out in (straight, stopped)]
     assert [row["train_loss"] for row in metrics[0]] == [row["train_loss"] for row in metrics[1]]
-    # evaluate.py standardises with the statistics the run saved, and finds the run's accuracy
-    assert evaluate.main([os.path.join(stopped, "checkpoint.npz")]) == 0
+    capsys.readouterr()
+    assert evaluate.main([os.path.join(stopped, "checkpoint.npz"), *device]) == 0
     accuracy = json.load(open(os.path.join(stopped, "metrics.json")))["test_accuracy"]
     assert f"test accuracy {accuracy:.4f}" in capsys.readouterr().out
+
+
+@needs_mnist
+def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(tmp_path, monkeypatch, capsys):
+    """Dropout, shuffling and augmentation all draw random numbers: their states must come back exactly."""
+    check_resume_bit_for_bit(tmp_path, monkeypatch, capsys)
 
 
 def test_ctrl_c_keeps_the_last_finished_epoch(tmp_path):
