@@ -18,6 +18,15 @@ docs/performance.md).
     python scripts/benchmark.py --device cuda --json gpu.json
     python scripts/benchmark.py --steps-per-run 1    # every step cold, after the idle
 
+PyTorch is timed where it can run: on the CPU when installed, on the GPU when
+it is a CUDA build that sees one. Otherwise minigrad is timed alone, one line
+says why, the PyTorch columns show "-" and their JSON fields are null. With
+``--device cuda`` the header and the JSON record the GPU, the CUDA runtime and
+driver, CuPy and PyTorch versions, and TF32: minigrad pins it off
+(``mg.backend.ALLOW_TF32``) and the script turns it off in PyTorch too
+(``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``),
+so both multiply in full float32.
+
 Threads: NumPy's BLAS uses every core unless OPENBLAS_NUM_THREADS (or
 OMP_NUM_THREADS / MKL_NUM_THREADS) says otherwise; PyTorch likewise
 (torch.get_num_threads()). Both counts are printed with the results.
@@ -140,19 +149,30 @@ def peak_megabytes(function):
     return peak / 2 ** 20
 
 
-def synchronizer(device):
+def why_no_torch(device):
+    """Why PyTorch cannot be timed on ``device`` ("cpu" or "cuda"), or None when it can."""
+    if torch is None:
+        return "PyTorch is not installed: timing minigrad alone (pip install torch for the comparison)"
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else \
+            f"built for CUDA {torch.version.cuda}, sees no GPU"
+        return f"PyTorch {torch.__version__} has no CUDA here ({build}): timing minigrad alone"
+    return None
+
+
+def synchronizer(device, with_torch):
     if device == "cpu":
         return lambda: None
 
     def synchronize():
         import cupy
         cupy.cuda.Device().synchronize()
-        if torch is not None:
+        if with_torch:
             torch.cuda.synchronize()
     return synchronize
 
 
-def model_steps(name, batch_size, device):
+def model_steps(name, batch_size, device, with_torch):
     """A training step of minigrad's model and of its PyTorch twin, on the same data and weights."""
     mg.manual_seed(0)
     model = build(name).to(device)
@@ -168,7 +188,7 @@ def model_steps(name, batch_size, device):
         loss.backward()
         optimizer.step()
 
-    if torch is None:
+    if not with_torch:
         return minigrad_step, None
     torch_device = "cuda" if device.startswith("cuda") else "cpu"
     twin = to_torch(model).to(torch_device)
@@ -185,7 +205,7 @@ def model_steps(name, batch_size, device):
     return minigrad_step, torch_step
 
 
-def op_cases(device):
+def op_cases(with_torch):
     """(name, minigrad fn, torch fn, input shapes): forward + backward of single ops."""
     def conv(x, w, b):
         return F.conv2d(x, w, b, padding=2)
@@ -199,7 +219,7 @@ def op_cases(device):
              ("max_pool2d 64x32x28x28, 2x2", pool, "max_pool2d", [(64, 32, 28, 28)]),
              ("batch_norm 64x32x28x28, train", bn, "batch_norm", [(64, 32, 28, 28), (32,), (32,)])]
     torch_fns = {}
-    if torch is not None:
+    if with_torch:
         tf = torch.nn.functional
         torch_fns = {"conv2d": lambda x, w, b: tf.conv2d(x, w, b, padding=2),
                      "max_pool2d": lambda x: tf.max_pool2d(x, 2),
@@ -245,6 +265,8 @@ def measure(label, steps, batch_size, args, synchronize):
     row["minigrad_images_per_s"] = batch_size / row["minigrad_ms"] * 1000 if batch_size else None
     if args.device == "cpu":
         row["minigrad_peak_mb"] = peak_megabytes(minigrad_step)
+    for key in ("torch_ms", "torch_first_ms", "torch_images_per_s", "ratio", "first_step_ratio"):
+        row[key] = None  # stays null when PyTorch is not timed
     if torch_step:
         row["torch_ms"], row["torch_first_ms"] = step_and_first_ms(times[1])
         row["torch_images_per_s"] = batch_size / row["torch_ms"] * 1000 if batch_size else None
@@ -272,18 +294,51 @@ def print_table(rows):
               f"{cell(row.get('minigrad_peak_mb'), 10, '.0f')}")
 
 
-def environment(device):
+def cuda_version(number):
+    """CUDA's version numbers as text: 12090 -> "12.9"."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def environment(device, no_torch_reason):
     info = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "device": device,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version(),
             "numpy": np.__version__, "torch": torch.__version__ if torch else None,
             "torch_threads": torch.get_num_threads() if torch else None,
+            "torch_timed": no_torch_reason is None, "torch_not_timed_because": no_torch_reason,
             "thread_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
                            if k in os.environ}}
     if device != "cpu":
         import cupy
-        info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        runtime = cupy.cuda.runtime
+        info["gpu"] = runtime.getDeviceProperties(0)["name"].decode()
+        info["cuda_runtime"] = cuda_version(runtime.runtimeGetVersion())
+        info["cuda_driver"] = cuda_version(runtime.driverGetVersion())
         info["cupy"] = cupy.__version__
+        info["torch_cuda"] = torch.version.cuda if torch else None
+        info["minigrad_tf32"] = mg.backend.ALLOW_TF32
+        info["torch_tf32"] = None  # not timed
+        if no_torch_reason is None:
+            info["torch_tf32"] = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
     return info
+
+
+def print_header(info, args):
+    if info["torch"] is None:
+        torch_part = "no torch"
+    elif info["torch_timed"]:
+        torch_part = f"torch {info['torch']} ({info['torch_threads']} threads)"
+    else:
+        torch_part = f"torch {info['torch']} not timed"
+    print(f"\n{info['date']}  {info['machine']}  device {args.device}  numpy {info['numpy']}  "
+          f"{torch_part}  median of {args.repeats} runs"
+          f" of {args.steps_per_run} step{'s' if args.steps_per_run > 1 else ''}, {args.pause} s idle before each")
+    if args.device != "cpu":
+        torch_versions = f", PyTorch {info['torch']} (CUDA {info['torch_cuda']})" if info["torch"] else ""
+        tf32 = "ON" if info["minigrad_tf32"] else "off"
+        torch_tf32 = {None: "", False: ", off in PyTorch", True: ", ON in PyTorch"}[info["torch_tf32"]]
+        print(f"GPU {info['gpu']}, CUDA runtime {info['cuda_runtime']}, driver {info['cuda_driver']}, "
+              f"CuPy {info['cupy']}{torch_versions}; TF32 {tf32} in minigrad{torch_tf32}")
+    print("(ms/step: the steps after a run's first, back to back as in training; 1st: the first step after the idle)\n")
 
 
 def main(argv=None):
@@ -307,24 +362,27 @@ def main(argv=None):
         parser.error(f"--steps-per-run must be at least 1, got {args.steps_per_run}")
     if not args.no_reuse_memory:
         mg.backend.reuse_host_memory()
-    if torch is None:
-        print("PyTorch is not installed: timing minigrad alone (pip install torch for the comparison)")
-    synchronize = synchronizer(args.device)
+    no_torch_reason = why_no_torch(args.device)
+    with_torch = no_torch_reason is None
+    if not with_torch:
+        print(no_torch_reason)
+    elif args.device == "cuda":  # full float32 products, as minigrad computes them (mg.backend.ALLOW_TF32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        print("PyTorch: TF32 turned off (torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32 = False)")
+    synchronize = synchronizer(args.device, with_torch)
     rows = []
     for name in args.models:
         for batch_size in args.batch_sizes or DEFAULT_BATCHES[name]:
-            rows.append(measure(f"{name} train step", model_steps(name, batch_size, args.device),
+            rows.append(measure(f"{name} train step", model_steps(name, batch_size, args.device, with_torch),
                                 batch_size, args, synchronize))
     if not args.no_ops:
-        for label, fn, torch_fn, shapes in op_cases(args.device):
+        for label, fn, torch_fn, shapes in op_cases(with_torch):
             rows.append(measure(f"{label} fwd+bwd", op_steps(fn, torch_fn, shapes, args.device),
                                 0, args, synchronize))
-    info = environment(args.device)
+    info = environment(args.device, no_torch_reason)
     info["steps_per_run"] = args.steps_per_run
-    print(f"\n{info['date']}  {info['machine']}  device {args.device}  numpy {info['numpy']}  "
-          f"torch {info['torch']} ({info['torch_threads']} threads)  median of {args.repeats} runs"
-          f" of {args.steps_per_run} step{'s' if args.steps_per_run > 1 else ''}, {args.pause} s idle before each"
-          f"\n(ms/step: the steps after a run's first, back to back as in training; 1st: the first step after the idle)\n")
+    print_header(info, args)
     print_table(rows)
     if args.json:
         with open(args.json, "w") as file:

@@ -35,6 +35,44 @@ def test_benchmark_prints_a_table_and_writes_json(tmp_path):
             assert row["first_step_ratio"] == row["minigrad_first_ms"] / row["torch_first_ms"]
 
 
+@pytest.mark.parametrize("device, hide_torch", [("cuda", False), ("cpu", True)])
+def test_benchmark_times_minigrad_alone_where_pytorch_cannot_run(tmp_path, gpu_env, device, hide_torch):
+    """--device cuda with a CPU-only PyTorch (as here), or no PyTorch at all: minigrad alone, PyTorch's fields null."""
+    env = dict(gpu_env)
+    if hide_torch:  # a torch package that fails to import, as if none were installed
+        (tmp_path / "torch").mkdir()
+        (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "--device", device,
+                             "--repeats", "1", "--warmup", "0", "--models", "mnist_bn", "--batch-sizes", "8",
+                             "--no-ops", "--steps-per-run", "2", "--pause", "0", "--json", str(out)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    info, (row,) = report["environment"], report["results"]
+    assert row["case"] == "mnist_bn train step" and row["minigrad_ms"] > 0 and row["minigrad_first_ms"] > 0
+    if device == "cuda":
+        assert info["gpu"] and info["cuda_runtime"] and info["cuda_driver"] and info["cupy"]
+        assert info["minigrad_tf32"] is False
+    try:
+        import torch
+        torch_runs = not hide_torch and (device == "cpu" or torch.cuda.is_available())
+    except ImportError:
+        torch_runs = False
+    assert info["torch_timed"] is torch_runs
+    if torch_runs:  # a CUDA PyTorch on a GPU machine: timed, with TF32 off
+        assert row["torch_ms"] > 0 and row["ratio"] > 0 and info["torch_tf32"] is False
+    else:
+        assert all(row[key] is None for key in ("torch_ms", "torch_first_ms", "torch_images_per_s", "ratio",
+                                                "first_step_ratio"))
+        reason = info["torch_not_timed_because"]
+        assert reason in result.stdout.splitlines()
+        assert ("not installed" if hide_torch else f"PyTorch {info['torch']} has no CUDA here") in reason
+        table_row = next(line for line in result.stdout.splitlines() if line.startswith("mnist_bn"))
+        assert table_row.split()[5:7] == ["-", "-"]  # torch ms, ratio
+
+
 def test_time_alternating_times_each_step_of_each_run():
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import benchmark
