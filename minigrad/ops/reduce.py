@@ -1,26 +1,51 @@
-"""Reductions: sum, mean, var, max over some axes (or all).
+"""Reductions: sum, mean, var, max over some axes (or all), and argmax.
 
 Each output element depends on a group of input elements; backward spreads
 the output's gradient back over its group. ``expand`` puts the reduced axes
 back (as size 1) so that the gradient broadcasts against the input.
+
+The edge cases are PyTorch's: a 0-d tensor has one axis to name (0 or -1),
+over which a reduction changes nothing; the mean and variance of an empty
+group are nan; its maximum is an error.
 """
+import numbers
+import operator
+
+from .. import backend
 from ..autograd import Function
 from ..backend import get_array_module
 
 
+class AxisError(IndexError, ValueError):
+    """An axis the tensor does not have: an IndexError as in PyTorch, a ValueError as in NumPy."""
+
+
+class EmptyReductionError(RuntimeError, IndexError, ValueError):
+    """The maximum (or argmax) of no elements: PyTorch raises RuntimeError or IndexError, NumPy ValueError."""
+
+
 def normalize_axes(axis, ndim, op):
-    """``axis`` (None, an int or a tuple, negatives allowed) as a sorted tuple of axes."""
+    """``axis`` (None, an int or a tuple, negatives allowed) as a sorted tuple of the axes to reduce.
+
+    A 0-d tensor accepts axis 0 or -1, as in PyTorch, and has nothing to reduce: ().
+    """
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    low, high = -max(ndim, 1), max(ndim, 1) - 1
     result = []
     for a in axes:
-        if not isinstance(a, int) or not -ndim <= a < max(ndim, 1):
-            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
-        result.append(a % ndim if ndim else 0)
+        try:
+            a = operator.index(a)
+        except TypeError:
+            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}") from None
+        if not low <= a <= high:
+            raise AxisError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions "
+                            f"(expected an axis in [{low}, {high}])")
+        result.append(a % max(ndim, 1))
     if len(set(result)) != len(result):
         raise ValueError(f"{op}: axis {axis} names the same axis twice")
-    return tuple(sorted(result))
+    return tuple(sorted(result)) if ndim else ()
 
 
 def expand(grad, in_shape, axes, keepdims):
@@ -31,6 +56,31 @@ def expand(grad, in_shape, axes, keepdims):
     return grad.reshape(shape)
 
 
+def check_not_empty(shape, axes, axis, op):
+    """Raise if a group to reduce has no elements: it has no maximum (nor argmax)."""
+    if all(shape[a] != 0 for a in axes):
+        return
+    what = "maximum" if op == "max" else "largest element"
+    if axis is None:
+        raise EmptyReductionError(f"{op}: cannot take the {what} of an empty tensor (shape {shape}); "
+                                  "reduce over an axis of nonzero size instead, if it has one")
+    empty = [a for a in axes if shape[a] == 0]
+    raise EmptyReductionError(f"{op}: cannot reduce over axis {empty[0]}, of size 0 (tensor of shape "
+                              f"{shape}): a group of no elements has no {what}")
+
+
+def divide(array, divisor):
+    """``array / divisor`` for a Python number, IEEE's way when it is 0 (x/0 = +-inf, 0/0 = nan).
+
+    NumPy would warn about 0 and Python raise; CuPy has no errstate to silence
+    the warning, so the division by 0 is written as a product with inf.
+    """
+    if divisor != 0:
+        return array / divisor
+    xp = get_array_module(array)
+    return xp.where(array == 0, xp.nan, array) * xp.inf
+
+
 class _Reduction(Function):
     def __init__(self, axis=None, keepdims=False):
         self.axis, self.keepdims = axis, keepdims
@@ -38,9 +88,16 @@ class _Reduction(Function):
     def _setup(self, x):
         self.axes = normalize_axes(self.axis, x.ndim, self.name.lower())
         self.in_shape = x.shape
+        self.out_shape = tuple(1 if i in self.axes else size for i, size in enumerate(x.shape)
+                               if self.keepdims or i not in self.axes)
         self.count = 1
         for a in self.axes:
             self.count *= x.shape[a]
+
+    def _nan(self, x):
+        """The result for empty groups (mean and variance): nan, as in PyTorch, without NumPy's warning."""
+        xp = get_array_module(x)
+        return xp.full(self.out_shape, xp.nan, dtype=x.dtype if backend.is_floating(x.dtype) else backend.float64)
 
 
 class Sum(_Reduction):
@@ -57,34 +114,62 @@ class Sum(_Reduction):
 class Mean(_Reduction):
     def forward(self, x):
         self._setup(x)
+        if self.count == 0:  # the mean of no elements is 0 / 0
+            return self._nan(x)
         return x.mean(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, grad):
         # mean = sum / n, so each element gets grad / n
         xp = get_array_module(grad)
+        if self.count == 0:  # the input has no elements to send a gradient to
+            return xp.zeros(self.in_shape, dtype=grad.dtype)
         grad = expand(grad, self.in_shape, self.axes, self.keepdims) / self.count
         return xp.broadcast_to(grad, self.in_shape)
 
 
 class Var(_Reduction):
-    """Variance over ``axis``: biased (divide by n) unless ``unbiased`` (divide by n - 1)."""
+    """Variance over ``axis``: sum (x - mean)^2 / (n - correction), as torch.var.
 
-    def __init__(self, axis=None, keepdims=False, unbiased=False):
+    ``correction`` overrides ``unbiased``, which means correction 1 (else 0:
+    the biased variance, as NumPy's and tf.nn.moments'). Where n - correction
+    <= 0 the result is inf, or nan for a group of equal values; over an empty
+    group nan; and the gradients are PyTorch's in those cases too.
+    """
+
+    def __init__(self, axis=None, keepdims=False, unbiased=False, correction=None):
         super().__init__(axis, keepdims)
-        self.unbiased = unbiased
+        if correction is None:
+            correction = 1 if unbiased else 0
+        elif not isinstance(correction, numbers.Real):
+            raise TypeError(f"var: correction must be an int or a float, got {type(correction).__name__}")
+        self.correction = correction
 
     def forward(self, x):
         self._setup(x)
+        if self.count == 0:  # its mean is 0 / 0
+            return self._nan(x)
         centered = x - x.mean(axis=self.axes, keepdims=True)
         self.save_for_backward(centered)
-        self.divisor = self.count - 1 if self.unbiased else self.count
-        return (centered * centered).sum(axis=self.axes, keepdims=self.keepdims) / self.divisor
+        squares = (centered * centered).sum(axis=self.axes, keepdims=self.keepdims)
+        return divide(squares, max(self.count - self.correction, 0))
 
     def backward(self, grad):
-        # var = sum (x_i - mean)^2 / d; d var/d x_i = 2 (x_i - mean) / d
+        # var = sum (x_i - mean)^2 / d with d = n - correction; d var/d x_i = 2 (x_i - mean) / d
         # (the mean's own dependence on x_i drops out: sum (x_j - mean) = 0)
+        xp = get_array_module(grad)
+        if self.count == 0:  # the input has no elements to send a gradient to
+            return xp.zeros(self.in_shape, dtype=grad.dtype)
         centered, = self.saved
-        return expand(grad, self.in_shape, self.axes, self.keepdims) * (2 / self.divisor) * centered
+        grad = expand(grad, self.in_shape, self.axes, self.keepdims)
+        dof = self.count - self.correction
+        if dof <= 0 and (self.axis is None or len(self.in_shape) == 0):
+            # PyTorch's rule when nothing is left to divide by, over the whole tensor:
+            # grad * inf, and grad * nan where x_i equals the mean (written so that 0 * inf warns of nothing)
+            slope = xp.where(centered == 0, xp.nan, xp.inf).astype(centered.dtype, copy=False)
+            return xp.where(grad == 0, xp.nan, grad) * slope
+        if dof == 0:
+            return divide(2 * grad * centered, 0)  # 2 / 0 = inf: +-inf, and nan where grad or x_i - mean is 0
+        return grad * (2 / dof) * centered  # d < 0 (over an axis) keeps the formula, as PyTorch does
 
 
 class Max(_Reduction):
@@ -92,12 +177,10 @@ class Max(_Reduction):
 
     def forward(self, x):
         self._setup(x)
-        if x.size == 0:
-            raise ValueError(f"max: cannot take the maximum of an empty tensor of shape {x.shape}")
+        check_not_empty(x.shape, self.axes, self.axis, "max")
         out = x.max(axis=self.axes, keepdims=True)
         self.save_for_backward(x, out)
-        return out if self.keepdims else out.reshape(
-            tuple(s for i, s in enumerate(x.shape) if i not in self.axes))
+        return out.reshape(self.out_shape)
 
     def backward(self, grad):
         # slope 1 for the largest element of each group, 0 for the others
@@ -105,3 +188,18 @@ class Max(_Reduction):
         winners = x == out
         share = winners / winners.sum(axis=self.axes, keepdims=True)
         return expand(grad, self.in_shape, self.axes, self.keepdims) * share.astype(x.dtype, copy=False)
+
+
+def argmax(array, axis=None):
+    """The index of the largest element, of the flattened array or along one ``axis`` (torch.argmax).
+
+    No gradient flows through an index. A 0-d array's one element is index 0;
+    an empty group has no largest element (an error, as for ``max``).
+    """
+    if axis is not None and isinstance(axis, (tuple, list)):
+        raise TypeError(f"argmax: axis must be an int or None, got {axis!r}")
+    axes = normalize_axes(axis, array.ndim, "argmax")
+    check_not_empty(array.shape, axes, axis, "argmax")
+    with backend.on_device_of(array):
+        # NumPy returns a scalar: the 0-d array a Tensor holds
+        return get_array_module(array).asarray(array.argmax(axis=axes[0] if axis is not None and axes else None))

@@ -3,6 +3,8 @@
 None of these changes a value, only where it sits, so each backward puts the
 gradient back where the value came from.
 """
+import operator
+
 import numpy as np
 
 from .. import backend
@@ -70,21 +72,18 @@ class Transpose(Function):
         return grad.transpose(tuple(np.argsort([a % grad.ndim for a in self.axes])))
 
 
-def _has_array(index):
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(hasattr(part, "shape") and part.ndim > 0 for part in parts)
-
-
 class GetItem(Function):
-    """``x[index]`` with basic (ints, slices, None, ...) or integer/boolean array indexing."""
+    """``x[index]`` with ints, slices, None, Ellipsis and integer/boolean index arrays, as PyTorch reads it."""
 
     def __init__(self, index):
         self.index = index
 
     def forward(self, x):
-        self.in_shape, self.dtype = x.shape, x.dtype
+        self.in_shape = x.shape
         try:
-            return x[self.index]
+            self.basic, self.advanced = split_index(self.index, x.shape)
+            view = x[self.basic]
+            return view if self.advanced is None else view[self.advanced]
         except IndexError as error:
             raise IndexError(f"getitem: {error} (tensor of shape {x.shape})") from None
 
@@ -93,17 +92,108 @@ class GetItem(Function):
         # an element picked twice (x[[0, 0]]) receives the sum, hence add.at
         xp = get_array_module(grad)
         full = xp.zeros(self.in_shape, dtype=grad.dtype)
-        if not _has_array(self.index):
-            full[self.index] = grad
+        if self.advanced is None:
+            full[self.basic] = grad
         elif backend.is_cupy_array(grad):
-            _add_at_in_order(full, self.index, grad)
+            _add_at_in_order(full, self.basic, self.advanced, grad)
         else:
-            xp.add.at(full, self.index, grad)
+            xp.add.at(full[self.basic], self.advanced, grad)  # full[basic] is a view: the sums land in full
         return full
 
 
-def _add_at_in_order(full, index, grad):
-    """``add.at(full, index, grad)`` on a GPU, adding repeats in the order NumPy's add.at adds them.
+def split_index(index, shape):
+    """PyTorch's reading of ``x[index]`` as two NumPy steps: ``x[basic][advanced]`` (advanced None if no arrays).
+
+    PyTorch applies the ints, slices, None and Ellipsis first, as basic
+    indexing (a view; an int removes its axis), then the index arrays where
+    they stand in that view. Both frameworks put the arrays' broadcast axes in
+    place of the axes they index when the arrays sit next to each other, and
+    first otherwise; but NumPy counts an int as one of the arrays, so
+    ``x[:, idx, :, 0]`` has its idx axis first in NumPy and second in PyTorch.
+    The split makes NumPy (and CuPy) index as PyTorch does. A Python bool, or a
+    0-d boolean array, adds an axis of size 1 and indexes it with [0] (True)
+    or [] (False); a 0-d integer array counts as an int.
+    """
+    parts = index if isinstance(index, tuple) else (index,)
+    parts = [_index_array(part) if isinstance(part, list) else part for part in parts]
+    kinds = [_kind(part) for part in parts]
+    if kinds.count("ellipsis") > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    named = sum(part.ndim if kind == "mask" else kind in ("int", "slice", "array")
+                for part, kind in zip(parts, kinds))
+    if named > len(shape):
+        raise IndexError(f"too many indices: {named} for a tensor of {len(shape)} dimensions")
+    basic, advanced = [], []  # advanced: one entry per axis of x[basic] (a mask: one entry for its axes)
+    axis = 0  # the axis of x that the next part indexes
+    for part, kind in zip(parts, kinds):
+        if kind == "int":
+            basic.append(int(part))
+            axis += 1
+        elif kind == "slice":
+            basic.append(part)
+            advanced.append(slice(None))
+            axis += 1
+        elif kind == "new":
+            basic.append(None)
+            advanced.append(slice(None))
+        elif kind == "bool":
+            basic.append(None)
+            advanced.append(np.arange(int(bool(part))))  # [0] keeps the new axis' one element, [] none
+        elif kind == "ellipsis":
+            rest = len(shape) - named
+            basic += [slice(None)] * rest
+            advanced += [slice(None)] * rest
+            axis += rest
+        elif kind == "array":
+            basic.append(slice(None))
+            advanced.append(part)
+            axis += 1
+        else:  # a mask selects over as many axes as it has
+            sizes = tuple(shape[axis:axis + part.ndim])
+            if tuple(part.shape) != sizes:
+                axes = f"axis {axis}" if part.ndim == 1 else f"axes {axis} to {axis + part.ndim - 1}"
+                raise IndexError(f"the boolean mask of shape {tuple(part.shape)} does not match the "
+                                 f"sizes {sizes} of the {axes} it indexes")
+            basic += [slice(None)] * part.ndim
+            advanced.append(part)
+            axis += part.ndim
+    if all(isinstance(entry, slice) for entry in advanced):
+        return tuple(basic), None
+    return tuple(basic), tuple(advanced)
+
+
+def _index_array(part):
+    """A list inside an index as an array (an empty list indexes nothing: int64, not NumPy's float64)."""
+    array = np.asarray(part)
+    return array.astype(np.int64) if array.size == 0 else array
+
+
+def _kind(part):
+    """What one part of an index does: int, slice, new (None), ellipsis, bool, array (integer) or mask."""
+    if part is None:
+        return "new"
+    if part is Ellipsis:
+        return "ellipsis"
+    if isinstance(part, slice):
+        return "slice"
+    if isinstance(part, bool):
+        return "bool"
+    if hasattr(part, "dtype") and hasattr(part, "ndim"):  # a NumPy or CuPy array, or a NumPy scalar
+        if part.dtype == bool:
+            return "bool" if part.ndim == 0 else "mask"
+        if part.dtype.kind in "iu":
+            return "int" if part.ndim == 0 else "array"
+        raise IndexError(f"index arrays must hold integers or booleans, got one of dtype {part.dtype}")
+    try:
+        operator.index(part)
+    except TypeError:
+        raise IndexError("only integers, slices, None, Ellipsis and integer or boolean arrays are valid "
+                         f"indices, got {type(part).__name__} {part!r}") from None
+    return "int"
+
+
+def _add_at_in_order(full, basic, advanced, grad):
+    """``add.at(full[basic], advanced, grad)`` on a GPU, adding repeats in the order NumPy's add.at adds them.
 
     CuPy's add.at adds repeated indices with atomics, in whatever order the
     threads arrive, so the rounding differs from run to run. Here element k of
@@ -114,7 +204,7 @@ def _add_at_in_order(full, index, grad):
     GPU once, to learn how many rounds there are.
     """
     xp = get_array_module(grad)
-    place = xp.arange(full.size).reshape(full.shape)[index].reshape(-1)  # where each element of grad goes
+    place = xp.arange(full.size).reshape(full.shape)[basic][advanced].reshape(-1)  # where each element of grad goes
     values = grad.reshape(-1)
     order = xp.argsort(place * values.size + xp.arange(values.size))  # by place, then by position in grad
     place, values = place[order], values[order]
