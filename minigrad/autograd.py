@@ -14,6 +14,14 @@ rule: a tensor used twice gets the sum of both gradients), so the walk counts,
 for each node, how many consumers it has, and runs it when that count drops to
 zero. This is a topological order found without recursion, so a chain of
 100,000 ops is as fine as a chain of three.
+
+A node's backward uses the arrays its forward saved. If one of them is
+changed in place afterwards (an optimizer step, ``w -= lr * w.grad`` under
+``no_grad``), that backward would silently compute a wrong gradient. So every
+tensor carries a version, a count of the in-place changes to its array, and
+``apply`` records, for each saved array that is one of the node's input or
+output tensors, that tensor's version at the time; backward compares before
+running the node and raises naming it, as PyTorch does.
 """
 import contextlib
 import threading
@@ -45,6 +53,15 @@ class no_grad(contextlib.ContextDecorator):
         return False
 
 
+class Version:
+    """How many times a tensor's array has been changed in place; tensors sharing one array (detach) share it."""
+
+    __slots__ = ("count",)
+
+    def __init__(self):
+        self.count = 0
+
+
 class Function:
     """One node of the graph: subclasses define ``forward`` and ``backward`` on arrays.
 
@@ -55,6 +72,8 @@ class Function:
     can skip saving or computing what nobody needs; ``backward`` may return
     None for an input that needs none. An optional input (a missing
     bias) is passed to ``apply`` as None and reaches ``forward`` as None.
+    An input or output array saved with ``save_for_backward`` is checked for
+    in-place changes before ``backward`` runs (see ``saved_versions``).
     """
 
     def forward(self, *arrays):
@@ -87,6 +106,7 @@ class Function:
         output = Tensor._from_array(result)
         if any(node.needs_input_grad):
             node.inputs = inputs
+            node.saved_versions = saved_versions(node, inputs, arrays, output)
             output.grad_fn = node
             output._requires_grad = True
         return output
@@ -95,6 +115,36 @@ class Function:
     def name(self):
         """The op's name for messages and graph pictures, e.g. ``Conv2d``."""
         return type(self).__name__
+
+
+def saved_versions(node, inputs, arrays, output):
+    """For each tensor whose array the node saved: (its Version, the count now, which tensor, the array).
+
+    Found by identity: a saved array that *is* an input's (or the output's)
+    array. Arrays the node computed itself (a copy, a mask) cannot change
+    behind its back and need no check.
+    """
+    found = []
+    for array in getattr(node, "saved", None) or ():
+        if array is None:
+            continue
+        if array is output.data:
+            found.append((output._version_counter, output._version_counter.count, "its output", array))
+        for number, (tensor, data) in enumerate(zip(inputs, arrays)):
+            if array is data:
+                found.append((tensor._version_counter, tensor._version_counter.count, f"input {number}", array))
+    return found
+
+
+def check_versions(node):
+    """Raise if a tensor that the node saved was changed in place since its forward ran."""
+    for version, then, which, array in getattr(node, "saved_versions", ()):
+        if version.count != then:
+            raise RuntimeError(
+                f"one of the tensors needed for the gradient of {node.name} was modified in place since "
+                f"its forward pass ({which}, shape {tuple(array.shape)}, {array.dtype}): version {then} "
+                f"then, {version.count} now. Change it only after backward (an optimizer step between "
+                "two backward passes over one graph does this), or compute from a copy of it")
 
 
 def _common_device(node, inputs, arrays):
@@ -134,6 +184,7 @@ def backward(tensor, grad, retain_graph=False):
     while ready:
         node = ready.pop()
         grad_output = grads.pop(node)
+        check_versions(node)
         with on_device_of(grad_output):
             input_grads = node.backward(grad_output)
         if not isinstance(input_grads, tuple):
@@ -156,6 +207,7 @@ def backward(tensor, grad, retain_graph=False):
                 ready.append(creator)
         if not retain_graph:
             node.saved = None
+            node.saved_versions = ()
             node.freed = True
 
 

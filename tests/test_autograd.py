@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from oracle import requires_torch, torch
 
 
 def test_long_chain_needs_no_recursion():
@@ -164,3 +165,116 @@ def test_requires_grad_of_a_computed_tensor_cannot_be_switched_off():
     h.detach().requires_grad = False  # a detached copy is a leaf: fine
     (h * 2).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
+
+
+# ----- version counters: a saved tensor changed in place -----------------------------------
+
+def test_a_saved_input_changed_in_place_makes_backward_raise_naming_the_op():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = x.log()  # d(ln x)/dx = 1/x needs x itself
+    with mg.no_grad():
+        x += 1
+    with pytest.raises(RuntimeError, match=r"one of the tensors needed for the gradient of Log was modified in "
+                                           r"place since its forward pass \(input 0, shape \(2,\), float32\): "
+                                           r"version 0 then, 1 now"):
+        y.sum().backward()
+
+
+@requires_torch
+def test_a_saved_output_changed_in_place_raises_as_in_torch():
+    x, xt = mg.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    y, yt = x.exp(), xt.exp()  # the gradient of e^x is e^x, the output
+    with mg.no_grad():
+        y += 1
+    with torch.no_grad():
+        yt += 1
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        yt.sum().backward()
+    with pytest.raises(RuntimeError, match=r"gradient of Exp was modified in place.*\(its output"):
+        y.sum().backward()
+
+
+def test_a_detached_alias_shares_the_version():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    alias = y.detach()
+    with mg.no_grad():
+        alias *= 2
+    assert y._version == alias._version == 1
+    with pytest.raises(RuntimeError, match="gradient of Exp"):
+        y.sum().backward()
+
+
+@requires_torch
+def test_data_that_a_node_saved_raises_too_but_a_factor_no_gradient_needs_does_not():
+    """w * x keeps x for dL/dw; w itself is not needed (x needs no gradient), as in PyTorch."""
+    for lib in (mg, torch):
+        w, x = lib.tensor([1.0, 2.0], requires_grad=True), lib.tensor([3.0, 4.0])
+        loss = (w * x).sum()
+        x += 1  # x needs no gradient: changed in place, outside no_grad too
+        with pytest.raises(RuntimeError, match="Mul was modified in place|modified by an inplace"):
+            loss.backward()
+        w, x = lib.tensor([1.0, 2.0], requires_grad=True), lib.tensor([3.0, 4.0])
+        loss = (w * x).sum()
+        with lib.no_grad():
+            w -= 10
+        loss.backward()
+        np.testing.assert_array_equal(w.grad.numpy(), [3.0, 4.0])
+
+
+def _two_layers(lib, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(shape).astype(np.float32) for shape in [(4, 3), (4,), (2, 4), (2,)]]
+    if lib is mg:
+        model = mg.nn.Sequential(mg.nn.Linear(3, 4), mg.nn.Tanh(), mg.nn.Linear(4, 2))
+        layers = [model[0], model[2]]
+    else:
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        layers = [model[0], model[2]]
+    for layer, (weight, bias) in zip(layers, [arrays[:2], arrays[2:]]):  # the same weights in both
+        layer.weight.data[...] = weight if lib is mg else torch.tensor(weight)
+        layer.bias.data[...] = bias if lib is mg else torch.tensor(bias)
+    inputs = np.random.default_rng(seed + 1).standard_normal((5, 3)).astype(np.float32)
+    loss = (model(lib.tensor(inputs)) ** 2).sum()
+    return model, layers, loss
+
+
+@requires_torch
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
+def test_an_optimizer_step_between_two_backwards_raises_as_in_torch(optimizer):
+    """The second layer's weight is saved for the first layer's gradient: stepping on it spoils that graph."""
+    for lib in (mg, torch):
+        model, layers, loss = _two_layers(lib)
+        step = getattr(lib.optim, optimizer)(model.parameters(), lr=0.1)
+        loss.backward(retain_graph=True)
+        version = layers[1].weight._version
+        step.step()
+        assert layers[1].weight._version == version + 1
+        with pytest.raises(RuntimeError, match=r"gradient of Linear was modified in place.*\(input 1, shape "
+                                               r"\(2, 4\), float32\): version 0 then, 1 now|modified by an inplace"):
+            loss.backward()
+
+
+@requires_torch
+def test_a_weight_no_node_saved_may_change_between_two_backwards():
+    """A bias is not needed by any gradient: stepping on it alone leaves the graph usable, as in PyTorch."""
+    grads = {}
+    for lib in (mg, torch):
+        model, layers, loss = _two_layers(lib)
+        biases = [layer.bias for layer in layers]
+        step = lib.optim.SGD(biases, lr=0.1)
+        loss.backward(retain_graph=True)
+        step.step()
+        loss.backward()  # gradients accumulate: twice the first
+        grads[lib] = [p.grad.numpy() for p in model.parameters()]
+    for mine, theirs in zip(grads[mg], grads[torch]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_nothing_is_checked_once_the_graph_is_freed():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = x.log()
+    node = y.grad_fn
+    assert [(which, then) for _, then, which, _ in node.saved_versions] == [("input 0", 0)]
+    y.sum().backward()
+    assert node.saved is None and node.saved_versions == ()

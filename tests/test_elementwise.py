@@ -96,10 +96,82 @@ def test_broadcast_error_names_the_op_and_shapes():
 
 
 def test_clip_arguments_are_checked():
-    with pytest.raises(ValueError, match="clip: lo"):
-        mg.tensor([1.0]).clip(2.0, 1.0)
     with pytest.raises(ValueError, match="clip: give at least one"):
         mg.tensor([1.0]).clip()
+    with pytest.raises(TypeError, match="clip: the bounds must be numbers, got str"):
+        mg.tensor([1.0]).clip("0", 1.0)
+
+
+@requires_torch
+@pytest.mark.parametrize("lo,hi", [(0.5, -0.5), (0.2, 0.2), (1e9, -1e9)])
+def test_clip_with_lo_above_hi_is_hi_everywhere_with_no_gradient_as_torch_clamp(lo, hi):
+    """torch.clamp(x, min, max) is min(max(x, min), max): with min > max every element is max."""
+    x = randn(3, 4, seed=6)
+    check_grad(lambda t: t.clip(lo, hi) * 1.5, x)
+    x[0, :2] = lo  # on the bound itself: PyTorch's slope there is 1 when lo == hi
+    check_op(lambda t: t.clip(lo, hi), lambda t: t.clamp(lo, hi), x)
+
+
+@requires_torch
+def test_clip_keeps_nan_and_promotes_an_int_tensor_with_float_bounds_as_torch():
+    mine = mg.tensor([np.nan, -3.0, 3.0]).clip(1.0, -1.0)
+    theirs = torch.tensor([np.nan, -3.0, 3.0]).clamp(1.0, -1.0)
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    for lo, hi in [(0.5, 1.5), (0, 2), (None, 1.5), (2, 0)]:
+        mine = mg.tensor([1, 2, 3]).clip(lo, hi)
+        theirs = torch.tensor([1, 2, 3]).clamp(lo, hi)
+        assert str(mine.dtype) == str(theirs.dtype).replace("torch.", ""), (lo, hi)
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_int_tensor_to_a_negative_int_power_is_a_clear_error():
+    with pytest.raises(RuntimeError, match=r"pow: Integers to negative integer powers are not allowed "
+                                           r"\(a tensor of dtype int64 to the power -2\)"):
+        mg.tensor([1, 2]) ** -2
+    with pytest.raises(RuntimeError, match="Integers to negative integer powers"):
+        mg.tensor([True]) ** -1  # bool with an int is int64, as in PyTorch
+    assert (mg.tensor([1, 2]) ** -2.0).dtype == mg.float32  # a float power is fine: float32, as PyTorch
+
+
+@requires_torch
+def test_integer_powers_with_negative_tensor_exponents_as_torch():
+    """A tensor of exponents is computed as PyTorch does (1/a^k rounded towards zero), not refused as NumPy does."""
+    base = np.array([0, 1, -1, -1, 2, -3, 5, 7])
+    exponent = np.array([-1, -3, -3, -2, -1, -2, 0, 2])
+    for mine, theirs in [(mg.tensor(base) ** mg.tensor(exponent), torch.tensor(base) ** torch.tensor(exponent)),
+                         (2 ** mg.tensor(exponent), 2 ** torch.tensor(exponent)),
+                         (mg.tensor(base, dtype=np.int8) ** mg.tensor(exponent, dtype=np.int8),
+                          torch.tensor(base, dtype=torch.int8) ** torch.tensor(exponent, dtype=torch.int8))]:
+        assert str(mine.dtype) == str(theirs.dtype).replace("torch.", "")
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+@requires_torch
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sigmoid", "tanh", "softmax", "log_softmax", "abs", "relu"])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_float_functions_of_integer_tensors_are_float32_as_torch(name, dtype):
+    values = np.array([1, 2, 3]).astype(dtype)
+    theirs_input = torch.tensor(values)
+    if name in ("abs", "relu") and dtype == np.bool_:
+        pytest.skip("PyTorch has no abs or relu of bool")
+    if "softmax" in name:  # PyTorch refuses integers here; minigrad takes them as the default float dtype
+        theirs_input = theirs_input.float()
+    mine = getattr(mg.tensor(values), name)()
+    theirs = getattr(theirs_input, name)(*([0] if "softmax" in name else []))
+    assert str(mine.dtype) == str(theirs.dtype).replace("torch.", "")
+    np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+def test_functional_sigmoid_and_tanh_of_an_int_tensor_are_float32():
+    import minigrad.nn.functional as F
+    assert F.sigmoid(mg.tensor([0, 1])).dtype == mg.float32 and F.tanh(mg.tensor([0, 1])).dtype == mg.float32
+
+
+def test_mul_saves_only_the_factor_the_other_gradient_needs():
+    """d(ab)/da needs b only: a weight times data does not keep the weight (nor does PyTorch)."""
+    w, x = mg.tensor([1.0, 2.0], requires_grad=True), mg.tensor([3.0, 4.0])
+    node = (w * x).grad_fn
+    assert node.saved[0] is None and node.saved[1] is x.data
 
 
 def test_float32_stays_float32():

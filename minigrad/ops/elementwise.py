@@ -3,10 +3,17 @@
 For y = f(x) applied element by element, dL/dx = dL/dy * f'(x): each backward
 below is that product with its own f'. Binary ops broadcast their inputs, so
 a gradient may come back larger than an input; ``unbroadcast`` sums it down.
+The operands of a binary node arrive in one dtype: ``Tensor`` promotes them
+first, as PyTorch does.
 """
 from ..autograd import Function
-from ..backend import PARALLEL_SIZE, get_array_module, is_cupy_array, run_on_slices
+from ..backend import PARALLEL_SIZE, default_float_dtype, get_array_module, is_cupy_array, run_on_slices
 from . import kernels_cuda
+
+
+def floating(x):
+    """x if it is floating point, else x in the default float dtype: exp of an int64 tensor is float32, as in PyTorch."""
+    return x if x.dtype.kind == "f" else x.astype(default_float_dtype)
 
 
 def unbroadcast(grad, shape):
@@ -59,7 +66,8 @@ class Sub(_Binary):
 
 class Mul(_Binary):
     def compute(self, a, b):
-        self.save_for_backward(a, b)
+        # each factor is needed only for the other's gradient
+        self.save_for_backward(a if self.needs_input_grad[1] else None, b if self.needs_input_grad[0] else None)
         return a * b
 
     def backward(self, grad):
@@ -72,7 +80,7 @@ class Mul(_Binary):
 
 class Div(_Binary):
     def compute(self, a, b):
-        self.save_for_backward(a, b)
+        self.save_for_backward(a if self.needs_input_grad[1] else None, b)
         return a / b
 
     def backward(self, grad):
@@ -85,8 +93,8 @@ class Div(_Binary):
 
 class Pow(_Binary):
     def compute(self, a, b):
-        out = a ** b
-        self.save_for_backward(a, b, out)
+        out = integer_power(a, b) if a.dtype.kind in "biu" and b.dtype.kind in "biu" else a ** b
+        self.save_for_backward(a, b, out if self.needs_input_grad[1] else None)
         return out
 
     def backward(self, grad):
@@ -110,6 +118,18 @@ class Pow(_Binary):
         return grad_a, grad_b
 
 
+def integer_power(a, b):
+    """a ** b for integer (or bool) arrays, as PyTorch computes it: a negative power is 1 for a = 1, +-1 for
+    a = -1, else 0 (1/a^k rounded towards zero; NumPy refuses negative integer powers outright); bools stay bool.
+    """
+    xp = get_array_module(a)
+    negative = b < 0
+    out = a ** xp.where(negative, 0, b)
+    odd = (b & 1) == 1
+    reciprocal = xp.where(a == 1, 1, xp.where(a == -1, xp.where(odd, -1, 1), 0))
+    return xp.where(negative, reciprocal, out).astype(xp.result_type(a.dtype, b.dtype), copy=False)
+
+
 class Neg(Function):
     def forward(self, x):
         return -x
@@ -120,6 +140,7 @@ class Neg(Function):
 
 class Exp(Function):
     def forward(self, x):
+        x = floating(x)
         y = get_array_module(x).exp(x)
         self.save_for_backward(y)
         return y
@@ -132,6 +153,7 @@ class Exp(Function):
 
 class Log(Function):
     def forward(self, x):
+        x = floating(x)
         self.save_for_backward(x)
         return get_array_module(x).log(x)
 
@@ -143,6 +165,7 @@ class Log(Function):
 
 class Sqrt(Function):
     def forward(self, x):
+        x = floating(x)
         y = get_array_module(x).sqrt(x)
         self.save_for_backward(y)
         return y
@@ -165,21 +188,25 @@ class Abs(Function):
 
 
 class Clip(Function):
-    """Clamp into [lo, hi]; either bound may be None (no bound on that side)."""
+    """Clamp into [lo, hi]: min(max(x, lo), hi), so lo > hi gives hi everywhere, as torch.clamp.
+
+    Either bound may be None (no bound on that side). NaN stays NaN.
+    """
 
     def __init__(self, lo=None, hi=None):
         if lo is None and hi is None:
             raise ValueError("clip: give at least one of lo and hi")
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"clip: lo ({lo}) must not exceed hi ({hi})")
         self.lo, self.hi = lo, hi
 
     def forward(self, x):
         self.save_for_backward(x)
-        return get_array_module(x).clip(x, self.lo, self.hi)
+        xp = get_array_module(x)
+        y = x if self.lo is None else xp.maximum(x, self.lo)
+        return y if self.hi is None else xp.minimum(y, self.hi)
 
     def backward(self, grad):
-        # slope 1 inside [lo, hi] (bounds included, as torch.clamp), 0 where clamped
+        # slope 1 where lo <= x <= hi (bounds included, as torch.clamp), 0 where clamped;
+        # with lo > hi no x is inside, so the gradient is 0 everywhere, as in PyTorch
         x, = self.saved
         inside = True
         if self.lo is not None:
@@ -231,7 +258,7 @@ def by_rows(work, x):
 
 class Sigmoid(Function):
     def forward(self, x):
-        xp = get_array_module(x)
+        x, xp = floating(x), get_array_module(x)
         # 1 / (1 + e^-x) overflows e^-x for x << 0; tanh form is stable everywhere.
         y = 0.5 * (xp.tanh(0.5 * x) + 1)
         self.save_for_backward(y)
@@ -245,6 +272,7 @@ class Sigmoid(Function):
 
 class Tanh(Function):
     def forward(self, x):
+        x = floating(x)
         y = get_array_module(x).tanh(x)
         self.save_for_backward(y)
         return y
