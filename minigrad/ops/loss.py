@@ -5,8 +5,12 @@ nothing mathematically (it cancels in the ratio) but keeps e^x from
 overflowing, so logits of 1e4 are as fine as logits of 1.
 
 The losses reduce their per-example terms as PyTorch does: ``"mean"``
-(divide the sum by the number of terms), ``"sum"`` or ``"none"`` (keep them).
+(divide the sum by the number of terms; for cross-entropy with class
+weights, by the sum of the weights of the targets), ``"sum"`` or ``"none"``
+(keep them).
 """
+import numbers
+
 import numpy as np
 
 from ..autograd import Function
@@ -75,36 +79,69 @@ def _reduce(losses, reduction):
     return losses.mean() if reduction == "mean" else losses.sum()
 
 
+def _divide(numerator, denominator):
+    """numerator / denominator with IEEE's answers and no NumPy warning: 0/0 is NaN, as in PyTorch.
+
+    A mean over no terms (every target ignored, an empty batch) divides by zero;
+    PyTorch returns NaN for it without a word, and so does this.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return numerator / denominator
+
+
 def _grad_per_term(grad, reduction, count):
-    """dL/d(each term): the upstream gradient, divided by the count for a mean."""
-    return grad / count if reduction == "mean" else grad
+    """dL/d(each term): the upstream gradient, divided by the count (or the weights' sum) for a mean."""
+    return _divide(grad, count) if reduction == "mean" else grad
 
 
 class CrossEntropy(Function):
     """Softmax cross-entropy of logits (N, C) against class indices (N,) or probabilities (N, C).
 
-    Per example, -log softmax(logits)[target] for an index, and
-    -sum_c target_c log softmax(logits)_c for probabilities (Keras'
-    ``categorical_crossentropy`` on one-hot labels, softmax included). The
-    softmax is inside the loss, so the model's last layer gives raw logits.
-    ``"mean"`` divides by N for both kinds of target, as PyTorch does.
+    With p = softmax(logits), class weights w (all ones when none are given)
+    and label smoothing e, each example's term is, as in PyTorch:
+
+    - class index y:  (1 - e) w_y (-log p_y) + (e / C) sum_c w_c (-log p_c),
+      and 0 where y == ignore_index; ``"mean"`` divides the sum of the terms
+      by the sum of w_y over the rows not ignored (NaN if there are none);
+    - probabilities t:  -sum_c w_c s_c log p_c with s = (1 - e) t + e / C;
+      ``"mean"`` divides by N. ``ignore_index`` has no meaning here and must
+      stay negative (PyTorch refuses one that could name a class).
+
+    The softmax is inside the loss, so the model's last layer gives raw logits.
     """
 
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction="mean", ignore_index=-100, label_smoothing=0.0):
         _check_reduction("cross_entropy", reduction)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"cross_entropy: ignore_index must be an int, got {ignore_index!r} "
+                            f"({type(ignore_index).__name__})")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+            raise TypeError(f"cross_entropy: label_smoothing must be a number in [0, 1], got {label_smoothing!r} "
+                            f"({type(label_smoothing).__name__})")
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
         self.reduction = reduction
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
 
-    def forward(self, logits, target):
+    def forward(self, logits, target, weight=None):
         if logits.ndim != 2:
             raise ValueError(f"cross_entropy: expected logits of shape (N, C), got {logits.shape}")
         if not is_floating(logits.dtype):
             raise TypeError(f"cross_entropy: logits must be floating-point, got {logits.dtype}")
         xp = get_array_module(logits)
+        n, classes = logits.shape
+        if weight is None:
+            weight = xp.ones(classes, dtype=logits.dtype)  # no weights: every class counts once
+        else:
+            _check_weight(logits, weight)
         log_probs = log_softmax_array(logits, axis=1)
         self.by_index = target.dtype != bool and np.issubdtype(target.dtype, np.integer)
         if self.by_index:
-            target = _check_labels(logits, target)
-            losses = -log_probs[xp.arange(len(target)), target]
+            if any(self.needs_input_grad[2:]):
+                raise RuntimeError("cross_entropy: with class-index targets the loss has no gradient for "
+                                   "weight (nor in PyTorch); pass weight.detach()")
+            return self._index_loss(logits, log_probs, target, weight)
         elif is_floating(target.dtype):
             if target.shape != logits.shape:
                 hint = (" (class indices must be integers; or pass (N, C) class probabilities)"
@@ -113,58 +150,113 @@ class CrossEntropy(Function):
                 raise error(f"cross_entropy: a {target.dtype} target must be class probabilities of the "
                             f"logits' shape {logits.shape}, got {target.shape}{hint}")
             check_same_float_dtype("cross_entropy", logits=logits, target=target)
-            losses = -(target * log_probs).sum(axis=1)
+            if self.ignore_index >= 0:
+                raise ValueError(f"cross_entropy: ignore_index is for class-index targets only, got "
+                                 f"ignore_index={self.ignore_index} with class probabilities {target.shape}; "
+                                 "leave it negative (the default is -100)")
+            smoothed = target
+            if self.label_smoothing:
+                smoothed = (1 - self.label_smoothing) * target + self.label_smoothing / classes
+            losses = -(smoothed * weight * log_probs).sum(axis=1)
+            self.denominator = n
+            self.save_for_backward(log_probs, smoothed, weight)
         else:
             raise TypeError(f"cross_entropy: target must be integer class indices (N,) or float class "
                             f"probabilities (N, C), got dtype {target.dtype}")
-        self.save_for_backward(log_probs, target)
-        return _reduce(losses, self.reduction)
+        return self._reduce_terms(losses)
+
+    def _reduce_terms(self, terms):
+        """Per-row terms reduced: a "mean" divides by ``self.denominator`` (0/0 is NaN, as in PyTorch)."""
+        if self.reduction == "mean":
+            return _divide(terms.sum(), self.denominator)
+        return _reduce(terms, self.reduction)
+
+    def _index_loss(self, logits, log_probs, target, weight):
+        """The loss for class-index targets: PyTorch's two parts, each reduced over the rows that count."""
+        xp = get_array_module(logits)
+        labels, counted = _check_labels(logits, target, self.ignore_index)
+        smoothing, classes = self.label_smoothing, logits.shape[1]
+        row_weight = weight[labels] * counted  # w_y, 0 on an ignored row
+        self.denominator = row_weight.sum()
+        self.save_for_backward(log_probs, labels, counted, row_weight, weight)
+        # w_y (-log p_y); an ignored row's term is 0 whatever its logits
+        picked = xp.where(counted, -row_weight * log_probs[xp.arange(len(labels)), labels], 0)
+        loss = (1 - smoothing) * self._reduce_terms(picked)
+        if smoothing:
+            # sum_c w_c (-log p_c): the same weights spread over every class
+            spread = xp.where(counted, -(weight * log_probs).sum(axis=1), 0)
+            loss = loss + smoothing / classes * self._reduce_terms(spread)
+        return loss
 
     def backward(self, grad):
-        log_probs, target = self.saved
-        xp = get_array_module(log_probs)
-        # one upstream value per row: (N, 1) for "none", a (1, 1) that broadcasts otherwise
-        grad = _grad_per_term(grad, self.reduction, len(log_probs)).reshape(-1, 1)
-        softmax = xp.exp(log_probs)
-        grad_target = None
+        xp = get_array_module(grad)
+        # one upstream value per row: (N,) for "none", a 0-d value for "mean" and "sum"
+        grad = _grad_per_term(grad, self.reduction, self.denominator)
+        grad_target = grad_weight = None
         if self.by_index:
-            # d(-log softmax_t)/dlogits = softmax - onehot(t)
-            grad_logits = softmax
-            grad_logits[xp.arange(len(target)), target] -= 1
-            grad_logits *= grad
+            log_probs, labels, counted, row_weight, weight = self.saved
+            softmax = xp.exp(log_probs)
+            smoothing, classes = self.label_smoothing, log_probs.shape[1]
+            upstream = xp.where(counted, grad, 0)  # an ignored row's term is the constant 0: no gradient
+            # d(w_y (-log p_y))/dlogits_j = w_y (p_j - [j = y]), as d(-log p_c)/dlogits_j = p_j - [j = c]
+            picked_scale = (1 - smoothing) * row_weight * upstream
+            grad_logits = softmax * picked_scale[:, None]
+            grad_logits[xp.arange(len(labels)), labels] -= picked_scale
+            if smoothing:
+                # d(sum_c w_c (-log p_c))/dlogits_j = p_j sum_c w_c - w_j
+                spread_scale = (smoothing / classes * upstream)[:, None]
+                grad_logits += spread_scale * (softmax * weight.sum() - weight)
         else:
-            # d(-sum_c t_c log softmax_c)/dlogits = softmax sum_c t_c - t
-            grad_logits = (softmax * target.sum(axis=1, keepdims=True) - target) * grad
+            log_probs, smoothed, weight = self.saved
+            grad = grad.reshape(-1, 1)
+            # d(-sum_c w_c s_c log p_c)/dlogits_j = p_j sum_c w_c s_c - w_j s_j
+            weighted = smoothed * weight
+            grad_logits = (xp.exp(log_probs) * weighted.sum(axis=1, keepdims=True) - weighted) * grad
             if self.needs_input_grad[1]:
-                # d(-sum_c t_c log softmax_c)/dt = -log softmax
-                grad_target = -log_probs * grad
-        return grad_logits, grad_target
+                # d/dt_c through s_c = (1 - e) t_c + e / C: -(1 - e) w_c log p_c
+                grad_target = -(1 - self.label_smoothing) * weight * log_probs * grad
+            if any(self.needs_input_grad[2:]):
+                # d/dw_c: -sum_i s_ic log p_ic, each row scaled by its upstream value
+                grad_weight = -(smoothed * log_probs * grad).sum(axis=0)
+        return grad_logits, grad_target, grad_weight
 
 
-def _check_labels(logits, target):
-    """Integer labels: one per row of logits, each a class in [0, C); returns the labels to index with.
+def _check_weight(logits, weight):
+    """Class weights: one floating-point value per class, of the logits' dtype."""
+    classes = logits.shape[1]
+    if not is_floating(weight.dtype):
+        raise TypeError(f"cross_entropy: weight must be floating-point, got {weight.dtype}")
+    check_same_float_dtype("cross_entropy", logits=logits, weight=weight)
+    if weight.shape != (classes,):
+        raise ValueError(f"cross_entropy: weight must have shape ({classes},), one value per class of logits "
+                         f"{logits.shape}, got {weight.shape}")
 
-    On a GPU, reading the labels' range would make the host wait for the GPU at
-    every step, so the check is made at the next copy to the host (the loss's
-    ``.item()``), and meanwhile the labels are clipped into range so that no
-    kernel reads outside the logits.
+
+def _check_labels(logits, target, ignore_index):
+    """Integer labels: one per row of logits, each a class in [0, C) or ``ignore_index``.
+
+    Returns the labels to index the logits with, where an ignored row's label
+    (and, on a GPU, a bad one) is replaced by class 0, and the mask of the rows
+    that count. On a GPU, reading the labels' range would make the host wait
+    for the GPU at every step, so the check is made at the next copy to the
+    host (the loss's ``.item()``); meanwhile no kernel reads outside the logits.
     """
     n, classes = logits.shape
     if target.shape != (n,):
         raise ValueError(f"cross_entropy: integer class indices must have shape ({n},), one per row of "
                          f"logits {logits.shape}, got {target.shape}; pass one-hot labels as floats")
-    if not n:
-        return target
+    xp = get_array_module(target)
+    target = target.astype(np.int64, copy=False)  # uint8 labels compare with a negative ignore_index too
+    counted = target != ignore_index
+    outside = counted & ((target < 0) | (target >= classes))
+    expected = f"class indices must be in [0, {classes}) for {classes} classes (or be ignore_index={ignore_index})"
     if is_cupy_array(target):
-        xp = get_array_module(target)
-        check_later(((target < 0) | (target >= classes)).any(),
-                    f"cross_entropy: class indices must be in [0, {classes}) for {classes} classes, got a "
-                    f"label outside that range on {device_of(target)} (checked at the next copy to the host)")
-        return xp.clip(target, 0, classes - 1)
-    if target.min() < 0 or target.max() >= classes:
-        raise ValueError(f"cross_entropy: class indices must be in [0, {classes}) for {classes} classes, "
-                         f"got labels from {int(target.min())} to {int(target.max())}")
-    return target
+        check_later(outside.any(), f"cross_entropy: {expected}, got a label outside that range on "
+                                   f"{device_of(target)} (checked at the next copy to the host)")
+    elif outside.any():
+        kept = target[counted]
+        raise ValueError(f"cross_entropy: {expected}, got labels from {int(kept.min())} to {int(kept.max())}")
+    return xp.where(counted & ~outside, target, 0), counted
 
 
 class MSELoss(Function):
