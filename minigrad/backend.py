@@ -6,6 +6,7 @@ Every op asks ``get_array_module(array)`` for ``xp`` and then writes
 put on ``"cuda"``: a CPU-only install never touches it.
 """
 import contextlib
+import numbers
 import os
 import threading
 
@@ -180,10 +181,21 @@ _lock = threading.Lock()
 
 
 def manual_seed(seed):
-    """Seed every random source minigrad uses (init, dropout, shuffling), on both backends."""
+    """Seed every random source minigrad uses (init, dropout, shuffling), on both backends.
+
+    ``seed`` is an integer in [-2**63, 2**64), as ``torch.manual_seed`` takes:
+    a negative seed is wrapped to 2**64 + seed, as PyTorch wraps it (NumPy's
+    generators take only seeds >= 0). Floats, strings and bools are refused
+    rather than truncated, parsed or read as 0 and 1.
+    """
     global _seed
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"manual_seed: seed must be an integer, got {type(seed).__name__} ({seed!r})")
+    seed = int(seed)
+    if not -2 ** 63 <= seed < 2 ** 64:
+        raise ValueError(f"manual_seed: seed must be in [-2**63, 2**64), got {seed}")
     with _lock:
-        _seed = int(seed)
+        _seed = seed & _MASK64
         _generators.clear()
 
 

@@ -12,9 +12,12 @@ write into ``p.data`` in place, in the parameter's dtype and on its device
 (``xp`` is NumPy or CuPy), and never write into ``p.grad``, whose array may be
 shared with other tensors.
 """
+import numbers
+
 import numpy as np
 
 from . import backend
+from .nn.module import Module
 from .ops import kernels_cuda
 from .tensor import Tensor
 
@@ -29,15 +32,17 @@ class Optimizer:
     """
 
     def __init__(self, params, defaults):
+        name = type(self).__name__
         if isinstance(params, (Tensor, dict)):
-            raise TypeError(f"{type(self).__name__}: params must be an iterable of tensors or of dicts "
+            raise TypeError(f"{name}: params must be an iterable of tensors or of dicts "
                             f"(parameter groups), got a single {type(params).__name__}; put it in a list")
         self.defaults = defaults
         self.state = {}
         self.param_groups = []
-        groups = list(params)
+        groups = _listed(params, name)
         if not groups:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+            raise ValueError(f"{name}: optimizer got an empty parameter list (a generator such as "
+                             "model.parameters() is empty once it has been used: call it again)")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for group in groups:
@@ -49,7 +54,7 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError(f"{name}: a parameter group must be a dict with a 'params' key, got {type(group).__name__}")
         params = group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
+        params = [params] if isinstance(params, Tensor) else _listed(params, name)
         seen = {id(p) for other in self.param_groups for p in other["params"]}
         for p in params:
             _check_parameter(p, name)
@@ -62,7 +67,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def check(self, group):
-        """Raise ValueError for a hyperparameter out of range."""
+        """Raise TypeError for a hyperparameter that is not a number (or flag), ValueError for one out of range."""
         raise NotImplementedError
 
     def update(self, p, grad, group):
@@ -81,6 +86,7 @@ class Optimizer:
                                        f"has a gradient of shape {p.grad.shape}")
                 with backend.on_device_of(p.data):  # a GPU runs the update where p lives
                     self.update(p, p.grad.data, group)
+                p._bump_version()  # p.data changed in place: a graph that saved p can no longer backward
         return loss
 
     def zero_grad(self, set_to_none=True):
@@ -172,6 +178,8 @@ class SGD(Optimizer):
                                       nesterov=nesterov, dampening=dampening))
 
     def check(self, group):
+        _check_numbers(group, "SGD", "lr", "momentum", "weight_decay", "dampening")
+        _check_flag(group, "SGD", "nesterov")
         _check(group["lr"] >= 0, f"SGD: lr must be >= 0, got {group['lr']}")
         _check(group["momentum"] >= 0, f"SGD: momentum must be >= 0, got {group['momentum']}")
         _check(group["weight_decay"] >= 0, f"SGD: weight_decay must be >= 0, got {group['weight_decay']}")
@@ -223,10 +231,14 @@ class Adam(Optimizer):
 
     def check(self, group):
         name = type(self).__name__
+        _check_numbers(group, name, "lr", "eps", "weight_decay")
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or not all(_is_real(beta) for beta in betas):
+            raise TypeError(f"{name}: betas must be a pair of real numbers (beta1, beta2), got {betas!r}")
+        _check(len(betas) == 2, f"{name}: betas must be a pair (beta1, beta2), got {betas}")
         _check(group["lr"] >= 0, f"{name}: lr must be >= 0, got {group['lr']}")
         _check(group["eps"] >= 0, f"{name}: eps must be >= 0, got {group['eps']}")
-        _check(len(group["betas"]) == 2, f"{name}: betas must be a pair (beta1, beta2), got {group['betas']}")
-        for number, beta in enumerate(group["betas"], start=1):
+        for number, beta in enumerate(betas, start=1):
             _check(0 <= beta < 1, f"{name}: beta{number} must be in [0, 1), got {beta}")
         _check(group["weight_decay"] >= 0, f"{name}: weight_decay must be >= 0, got {group['weight_decay']}")
 
@@ -323,7 +335,41 @@ def _check(condition, message):
         raise ValueError(message)
 
 
+def _is_real(value):
+    """A real number: int, float or a NumPy scalar of either, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_numbers(group, name, *keys):
+    """A TypeError naming the optimizer and the hyperparameter that is not a real number (lr="abc")."""
+    for key in keys:
+        if not _is_real(group[key]):
+            raise TypeError(f"{name}: {key} must be a real number, got {type(group[key]).__name__} "
+                            f"({group[key]!r})")
+
+
+def _check_flag(group, name, key):
+    if not isinstance(group[key], (bool, np.bool_)):
+        raise TypeError(f"{name}: {key} must be True or False, got {group[key]!r}")
+
+
+def _listed(params, name):
+    """``params`` as a list, or a TypeError saying what was given instead (a Module: pass its parameters())."""
+    if isinstance(params, Module):
+        raise TypeError(f"{name}: params is a module ({type(params).__name__}), not its parameters; "
+                        f"pass model.parameters(), as in {name}(model.parameters(), ...)")
+    try:
+        iterator = iter(params)
+    except TypeError:
+        raise TypeError(f"{name}: params must be an iterable of tensors or of dicts (parameter groups), "
+                        f"got {type(params).__name__}") from None
+    return list(iterator)
+
+
 def _check_parameter(p, name):
+    if isinstance(p, Module):
+        raise TypeError(f"{name}: parameters must be Tensors, got the module {type(p).__name__}; "
+                        "pass model.parameters() instead")
     if not isinstance(p, Tensor):
         raise TypeError(f"{name}: parameters must be Tensors, got {type(p).__name__}")
     if not backend.is_floating(p.dtype):

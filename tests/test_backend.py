@@ -1,4 +1,5 @@
-"""backend's helpers: thread splits hand every index out exactly once, whatever the thread count; the OpenBLAS thread timeout."""
+"""backend's helpers: thread splits hand out every index once, whatever the thread count;
+the OpenBLAS thread timeout; the seeds manual_seed takes."""
 import os
 import subprocess
 import sys
@@ -68,3 +69,35 @@ def test_scripts_import_minigrad_before_numpy(script):
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", script)
     lines = [line.split("#")[0].strip() for line in open(path)]
     assert lines.index("import minigrad as mg") < lines.index("import numpy as np")
+
+
+@pytest.fixture
+def own_seed(monkeypatch):
+    """The seed and generators as they were before the test, back after it."""
+    monkeypatch.setattr(backend, "_seed", backend._seed)
+    monkeypatch.setattr(backend, "_generators", {})
+
+
+@pytest.mark.parametrize("seed, type_name", [("abc", "str"), (2.5, "float"), (1.0, "float"), (None, "NoneType"),
+                                             (True, "bool"), (np.float64(3), "float64")])
+def test_manual_seed_refuses_what_is_not_an_integer_naming_the_type(seed, type_name, own_seed):
+    with pytest.raises(TypeError, match=f"manual_seed: seed must be an integer, got {type_name}"):
+        backend.manual_seed(seed)
+
+
+@pytest.mark.parametrize("seed", [2 ** 64, -2 ** 63 - 1])
+def test_manual_seed_range_is_pytorchs(seed, own_seed):
+    with pytest.raises(ValueError, match=r"manual_seed: seed must be in \[-2\*\*63, 2\*\*64\)"):
+        backend.manual_seed(seed)
+
+
+def test_a_negative_seed_wraps_as_in_pytorch(own_seed):
+    """-1 seeds as 2**64 - 1 does, on both generators (torch.manual_seed(-1).initial_seed() is 2**64 - 1)."""
+    draws = []
+    for seed in [-1, 2 ** 64 - 1, np.int64(-1)]:
+        backend.manual_seed(seed)
+        draws.append((backend.generator().random(3).tolist(), backend.rng_state()["cupy"]["seed"]))
+    assert draws[0] == draws[1] == draws[2]
+    assert draws[0][0] == np.random.default_rng(2 ** 64 - 1).random(3).tolist() and draws[0][1] == 2 ** 64 - 1
+    backend.manual_seed(-2 ** 63)
+    assert backend.rng_state()["cupy"]["seed"] == 2 ** 63

@@ -16,7 +16,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.data import (CIFAR10, MNIST, DataLoader, Dataset, FashionMNIST, ImageFolder,
-                           TensorDataset, cifar, find)
+                           TensorDataset, cifar, find, mnist)
 
 SHARED = "/work/shared/data"
 SHARED_MNIST = os.path.join(SHARED, "mnist")
@@ -317,6 +317,37 @@ def test_corrupt_idx_files_raise_naming_the_file(tmp_path, name, files, says):
     assert str(tmp_path / "train-") in str(error.value)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("sizes, data, says", [
+    ([2 ** 32 - 1] * 4, b"", r"shape \(4294967295, 4294967295, 4294967295, 4294967295\), .* overflows 64 bits"),
+    ([2 ** 31, 2 ** 31], b"\0" * 100, r"header says shape \(2147483648, 2147483648\) \(4611686018427387904 bytes"),
+    ([3, 4], b"\0" * 11, "holds 11 bytes of data"),
+    ([3, 4], b"\0" * 13, "holds (13|more than 12) bytes of data"),
+    ([0, 4], b"", None),
+    ([3, 4], b"\0" * 12, None),
+], ids=["overflowing", "exabytes", "truncated", "too long", "empty", "fine"])
+def test_idx_header_sizes_are_checked_before_allocating(tmp_path, gz, sizes, data, says):
+    """A header claiming exabytes is refused with a ValueError naming the file, never a MemoryError."""
+    path = tmp_path / ("labels.idx" + (".gz" if gz else ""))
+    raw = bytes([0, 0, 0x08, len(sizes)]) + np.array(sizes, ">u4").tobytes() + data
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    if says is None:
+        array = mnist.read_idx(path)
+        assert array.shape == tuple(sizes) and array.dtype == np.uint8 and array.flags.writeable
+        return
+    if gz and sizes == [2 ** 31, 2 ** 31]:
+        says = r"\(4611686018427387904 bytes of data\), more than a gzip file of \d+ bytes can hold"
+    with pytest.raises(ValueError, match=says) as error:
+        mnist.read_idx(path)
+    assert str(path) in str(error.value)
+
+
+def test_idx_of_other_element_types_reads_big_endian(tmp_path):
+    values = np.array([[1.5, -2.0], [3.25, 1e30]], ">f4")
+    write_idx(tmp_path / "floats.idx", values, code=0x0D)
+    np.testing.assert_array_equal(mnist.read_idx(tmp_path / "floats.idx"), values)
+
+
 @needs_shared
 @pytest.mark.parametrize("damage", ["not gzip", "truncated gzip"])
 def test_bad_gzip_raises_naming_the_file(tmp_path, damage):
@@ -565,7 +596,7 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="no subfolders"):
         ImageFolder(tmp_path, size=(8, 8))
     os.makedirs(tmp_path / "cats")
-    with pytest.raises(ValueError, match=r"no images .* \['cats'\]"):
+    with pytest.raises(FileNotFoundError, match=rf"found no image files .* in the class folder\(s\) {tmp_path}/cats;"):
         ImageFolder(tmp_path, size=(8, 8))
     (tmp_path / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.warns(UserWarning, match="broken.png"), pytest.raises(ValueError, match="none of the 1 images"):
@@ -576,6 +607,35 @@ def test_image_folder_errors(tmp_path):
             ImageFolder(tmp_path, size=bad)
     with pytest.raises(ValueError, match="unknown interpolation 'cubic-ish'"):
         ImageFolder(tmp_path, size=(8, 8), interpolation="cubic-ish")
+
+
+def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
+    """As torchvision does: an empty folder would be a class without examples, shifting the labels after it."""
+    Image = pytest.importorskip("PIL.Image")
+    for name in ["ant", "bee", "cat", "dog"]:
+        os.makedirs(tmp_path / name)
+    for name in ["ant", "dog"]:
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "ok.png")
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    with pytest.raises(FileNotFoundError, match=rf"in the class folder\(s\) {tmp_path}/bee, {tmp_path}/cat; "
+                                               rf"every subfolder of {tmp_path} is a class"):
+        ImageFolder(tmp_path, size=(4, 4))
+    os.rmdir(tmp_path / "bee")
+    os.makedirs(tmp_path / "cat" / "nested")
+    Image.new("RGB", (4, 4)).save(tmp_path / "cat" / "nested" / "ok.png")  # images may be in subfolders
+    dataset = ImageFolder(tmp_path, size=(4, 4))
+    assert dataset.classes == ["ant", "cat", "dog"] and dataset.labels.tolist() == [0, 1, 2]
+
+
+def test_a_class_whose_images_all_fail_is_refused_naming_it(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    for name in ["ant", "bee"]:
+        os.makedirs(tmp_path / name)
+    Image.new("RGB", (4, 4)).save(tmp_path / "ant" / "ok.png")
+    (tmp_path / "bee" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.warns(UserWarning, match="broken.png"), \
+            pytest.raises(ValueError, match=rf"none of the images in the class folder\(s\) {tmp_path}/bee could"):
+        ImageFolder(tmp_path, size=(4, 4))
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_DOGS), reason=f"{SHARED_DOGS} is not on this machine")

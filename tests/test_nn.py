@@ -306,6 +306,82 @@ def test_load_state_dict_shape_mismatch_names_the_key_and_both_shapes(strict):
         model.load_state_dict(state, strict=strict)
 
 
+def snapshot(model):
+    return {key: tensor.numpy().copy() for key, tensor in model.state_dict().items()}
+
+
+def assert_unchanged(model, before):
+    after = snapshot(model)
+    assert list(after) == list(before)
+    for key in before:
+        assert after[key].dtype == before[key].dtype, key
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (mg.zeros(7), r"size mismatch for 1\.running_var: .*shape \(7,\)"),
+    ("abc", r'named "1\.running_var", expected a Tensor or an array of numbers .* received str'),
+    (object(), r'named "1\.running_var", .* received object'),
+    ([[1.0], [1.0, 2.0]], r'named "1\.running_var", .* received list'),
+    (np.array(["a", "b", "c", "d", "e"]), r'named "1\.running_var", .* received ndarray of dtype <U1'),
+    (np.ones(5, dtype=complex), r'named "1\.running_var", .* received ndarray of dtype complex128'),
+])
+def test_a_failed_load_changes_no_parameter_or_buffer(bad, message):
+    """All or nothing: the good values before the bad one (in key order) are not copied either."""
+    model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Linear(5, 2))
+    before = snapshot(model)
+    state = {key: value + 1 for key, value in snapshot(model).items()}  # new values for every key
+    state["1.running_var"] = bad
+    with pytest.raises(nn.module.StateDictError, match=message) as error:
+        model.load_state_dict(state)
+    assert isinstance(error.value, RuntimeError) and isinstance(error.value, ValueError)
+    assert_unchanged(model, before)
+    state["1.running_var"] = before["1.running_var"] + 1
+    model.load_state_dict(state)  # the same state, repaired, loads
+    np.testing.assert_array_equal(model[0].weight.numpy(), before["0.weight"] + 1)
+
+
+def test_floats_into_an_integer_buffer_are_refused_naming_it():
+    model = mlp_bn(nn)
+    before = snapshot(model)
+    state = {key: value * 2 for key, value in snapshot(model).items()}
+    state["1.num_batches_tracked"] = np.float64(2.5)
+    with pytest.raises(ValueError, match=r'named "1\.num_batches_tracked", .*floating-point values \(float64\) '
+                                         r"but the tensor in current model is int64"):
+        model.load_state_dict(state)
+    assert_unchanged(model, before)
+    state["1.num_batches_tracked"] = True  # bools and integers are numbers an integer buffer takes
+    model.load_state_dict(state)
+    assert model[1].num_batches_tracked.item() == 1
+
+
+def test_a_conversion_failing_midway_changes_nothing(monkeypatch):
+    """The casts and device copies all happen before the first value is written."""
+    model = mlp_bn(nn)
+    before = snapshot(model)
+    state = {key: value + 1 for key, value in snapshot(model).items()}
+    calls = []
+
+    def to_device(array, device):
+        calls.append(device)
+        if len(calls) == 3:
+            raise MemoryError("out of memory on the device")
+        return array
+    monkeypatch.setattr(mg.backend, "to_device", to_device)
+    with pytest.raises(MemoryError):
+        model.load_state_dict(state)
+    assert_unchanged(model, before)
+
+
+def test_load_state_dict_of_a_module_instead_of_its_state_dict():
+    model = mlp_bn(nn)
+    with pytest.raises(TypeError, match=r"Sequential\.load_state_dict: expected a dict .* got Sequential; "
+                                        r"pass module\.state_dict\(\)"):
+        model.load_state_dict(mlp_bn(nn))
+    with pytest.raises(TypeError, match="got list"):
+        model.load_state_dict([("0.weight", mg.zeros(50, 20))])
+
+
 # ----- modes, devices, dtypes, gradients ------------------------------------------------------
 def test_train_and_eval_reach_every_submodule_and_return_self():
     model = custom(nn)

@@ -197,11 +197,59 @@ def test_load_state_dict_errors_leave_the_optimizer_unchanged():
     (lambda p: mg.optim.SGD([mg.tensor([1, 2])], lr=0.1), TypeError, "floating-point"),
     (lambda p: mg.optim.SGD([p[0] * 2], lr=0.1), ValueError, "non-leaf"),
     (lambda p: mg.optim.SGD([p[0], {"params": p[1:]}], lr=0.1), TypeError, "must be Tensors"),
+    (lambda p: mg.optim.SGD(p, lr="abc"), TypeError, r"SGD: lr must be a real number, got str \('abc'\)"),
+    (lambda p: mg.optim.SGD(p, lr=None), TypeError, "SGD: lr must be a real number, got NoneType"),
+    (lambda p: mg.optim.SGD(p, lr=True), TypeError, "SGD: lr must be a real number, got bool"),
+    (lambda p: mg.optim.SGD(p, lr=0.1, momentum="0.9"), TypeError, "SGD: momentum must be a real number"),
+    (lambda p: mg.optim.SGD(p, lr=0.1, weight_decay=[0]), TypeError, "SGD: weight_decay must be a real number"),
+    (lambda p: mg.optim.SGD(p, lr=0.1, dampening="x"), TypeError, "SGD: dampening must be a real number"),
+    (lambda p: mg.optim.SGD(p, lr=0.1, nesterov="no"), TypeError, "SGD: nesterov must be True or False"),
+    (lambda p: mg.optim.Adam(p, lr="1e-3"), TypeError, "Adam: lr must be a real number, got str"),
+    (lambda p: mg.optim.Adam(p, eps=None), TypeError, "Adam: eps must be a real number"),
+    (lambda p: mg.optim.AdamW(p, weight_decay="0.1"), TypeError, "AdamW: weight_decay must be a real number"),
+    (lambda p: mg.optim.Adam(p, betas=0.9), TypeError, r"Adam: betas must be a pair of real numbers .* got 0\.9"),
+    (lambda p: mg.optim.AdamW(p, betas=("0.9", 0.999)), TypeError, "AdamW: betas must be a pair of real numbers"),
+    (lambda p: mg.optim.Adam(p, betas=(0.9,)), ValueError, "Adam: betas must be a pair"),
+    (lambda p: mg.optim.Adam([{"params": p, "lr": "abc"}]), TypeError, "Adam: lr must be a real number"),
+    (lambda p: mg.optim.SGD(5, lr=0.1), TypeError, "SGD: params must be an iterable .* got int"),
+    (lambda p: mg.optim.SGD(iter([]), lr=0.1), ValueError, "SGD: optimizer got an empty parameter list"),
 ])
 def test_validation(make, error, message):
     params = [mg.tensor(a, requires_grad=True) for a in INITIAL]
     with pytest.raises(error, match=message):
         make(params)
+
+
+def test_numpy_numbers_are_hyperparameters_too():
+    params = [mg.tensor(a, requires_grad=True) for a in INITIAL]
+    optimizer = mg.optim.Adam(params, lr=np.float32(0.01), betas=[np.float64(0.9), 0.999], eps=np.float64(1e-8))
+    assert optimizer.param_groups[0]["lr"] == np.float32(0.01)
+    mg.optim.SGD(params, lr=1, momentum=np.int64(0), nesterov=np.bool_(False))
+
+
+def test_a_module_instead_of_its_parameters_says_so():
+    model = mg.nn.Sequential(mg.nn.Linear(2, 3), mg.nn.ReLU())
+    for name in ["SGD", "Adam", "AdamW"]:
+        with pytest.raises(TypeError, match=rf"{name}: params is a module \(Sequential\), not its parameters; "
+                                            r"pass model\.parameters\(\)"):
+            getattr(mg.optim, name)(model, lr=0.1)
+    with pytest.raises(TypeError, match="got the module Linear; pass model.parameters()"):
+        mg.optim.SGD([model[0]], lr=0.1)
+    with pytest.raises(TypeError, match="params is a module"):
+        mg.optim.SGD([{"params": model}], lr=0.1)
+    parameters = model.parameters()
+    mg.optim.SGD(parameters, lr=0.1)
+    with pytest.raises(ValueError, match="empty parameter list .* call it again"):  # the generator is spent
+        mg.optim.SGD(parameters, lr=0.1)
+
+
+def test_a_bad_hyperparameter_in_a_loaded_state_dict_changes_nothing():
+    params, sgd = train_minigrad("SGD", dict(lr=0.1, momentum=0.9), steps=1)
+    state = sgd.state_dict()
+    state["param_groups"][0]["lr"] = "0.1"
+    with pytest.raises(TypeError, match="SGD: lr must be a real number"):
+        sgd.load_state_dict(state)
+    assert sgd.param_groups[0]["lr"] == 0.1
 
 
 def test_zero_grad_and_step_skips_parameters_without_gradient():

@@ -1,9 +1,12 @@
 """mg.save / mg.load: exact round trips, a file NumPy opens without pickle, atomic writes, clear errors."""
+import errno
 import io
 import json
 import math
 import os
 import struct
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -255,3 +258,169 @@ def test_a_single_npy_file_is_not_a_checkpoint(tmp_path):
     np.save(path, np.ones(3))
     with pytest.raises(ValueError, match="not a zip"):
         mg.load(path)
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def write_zip(path, members):
+    """A zip of raw members {name: bytes}, written as np.savez writes them (stored, not compressed)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def root(node):
+    return npy_bytes(manifest(root=node))
+
+
+def test_an_entry_that_is_not_an_npy_file_is_named(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    write_zip(path, {"manifest.npy": b"hello, not an .npy file at all"})
+    with pytest.raises(ValueError, match="entry 'manifest' is not an .npy array") as error:
+        mg.load(path)
+    assert str(path) in str(error.value)
+    write_zip(path, {"manifest.npy": root({"type": "ndarray", "entry": "array0"}), "array0.npy": b"\x93NUMPY junk"})
+    with pytest.raises(ValueError, match="entry 'array0' is not an .npy array"):
+        mg.load(path)
+
+
+@pytest.mark.parametrize("node, message", [
+    ({"type": "dict", "items": "ab"}, "'items' = 'ab', not a list"),
+    ({"type": "dict", "items": [[1, 2, 3]]}, r"not a \[key, value\] pair"),
+    ({"type": "dict", "items": [[[1], 2]]}, "with a str or int key"),
+    ({"type": "dict", "items": [[True, 2]]}, "with a str or int key"),
+    ({"type": "dict", "items": [["a", [1]]]}, "untagged list"),
+    ({"type": "list", "items": {"a": 1}}, "'items' = {'a': 1}, not a list"),
+    ({"type": "ndarray"}, "'entry' = None, not a str"),
+    ({"type": "ndarray", "entry": 5}, "'entry' = 5, not a str"),
+    ({"type": "ndarray", "entry": "absent"}, "entry 'absent', which the file does not hold"),
+    ({"type": "ndarray", "entry": "manifest"}, "the manifest's own entry"),
+    ({"type": "tensor", "entry": "array0"}, "'requires_grad' = None, not a bool"),
+    ({"type": "tensor", "entry": "array0", "requires_grad": "yes"}, "'requires_grad' = 'yes', not a bool"),
+    ({"type": "tensor", "entry": "labels", "requires_grad": True}, "dtype int64 requires grad"),
+    ({"type": "tensor", "entry": "text", "requires_grad": False}, "has dtype <U2, not one of numbers"),
+    ({"type": "numpy_scalar", "entry": "array0"}, r"has shape \(3,\)"),
+    ({"type": ["dict"], "items": []}, r"unknown type \['dict'\]"),
+    ({"items": []}, "unknown type None"),
+])
+def test_malformed_manifest_items_give_a_value_error_naming_the_file(node, message, tmp_path):
+    path = tmp_path / "ckpt.npz"
+    write_zip(path, {"manifest.npy": root(node), "array0.npy": npy_bytes(np.ones(3)),
+                     "labels.npy": npy_bytes(np.arange(3)), "text.npy": npy_bytes(np.array(["ab"]))})
+    with pytest.raises(ValueError, match=message) as error:
+        mg.load(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_manifest_version_must_be_an_int(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    write_zip(path, {"manifest.npy": npy_bytes(manifest(version=True))})
+    with pytest.raises(ValueError, match="format version True"):
+        mg.load(path)
+
+
+def test_a_manifest_nested_deeper_than_python_can_follow(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    mg.save([], path)
+    deep = node = {"type": "list", "items": []}
+    for _ in range(10 * sys.getrecursionlimit()):  # as a JSON parser without a depth limit would return
+        node["items"].append({"type": "list", "items": []})
+        node = node["items"][0]
+    monkeypatch.setattr(json, "loads", lambda text: {"format": "minigrad-checkpoint", "version": 1, "root": deep})
+    with pytest.raises(ValueError, match="nested too deeply"):
+        mg.load(path)
+
+
+def npy_header(shape, descr="<f8"):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"shape": shape, "fortran_order": False, "descr": descr})
+    return header.getvalue()
+
+
+@pytest.mark.parametrize("shape, data, message", [
+    ((10 ** 12,), b"\0" * 64, r"claims shape \(1000000000000,\) of float64 \(8000000000000 bytes\), "
+                              "but holds 64 bytes"),
+    ((2 ** 62, 2 ** 62), b"", "claims shape"),  # the product overflows 64 bits
+    ((3,), b"\0" * 16, "holds 16 bytes"),       # truncated
+    ((3,), b"\0" * 32, "holds 32 bytes"),       # too long
+    ((-1,), b"\0" * 8, r"claims the shape \(-1,\)"),
+], ids=["terabytes", "overflowing", "truncated", "too long", "negative"])
+def test_an_npy_header_is_checked_against_the_entry_size_before_allocating(shape, data, message, tmp_path):
+    """A header claiming terabytes is refused with a ValueError, not a MemoryError or an 8 TB allocation."""
+    path = tmp_path / "ckpt.npz"
+    write_zip(path, {"manifest.npy": root({"type": "ndarray", "entry": "array0"}),
+                     "array0.npy": npy_header(shape) + data})
+    with pytest.raises(ValueError, match=message) as error:
+        mg.load(path)
+    assert str(path) in str(error.value) and "'array0'" in str(error.value)
+
+
+def test_zip_directory_sizes_that_the_file_cannot_hold_are_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    mg.save({"w": mg.tensor(np.arange(4.0))}, path)
+    data = bytearray(path.read_bytes())
+    # the central directory's record of array0.npy: its uncompressed size is at offset 24
+    record = data.rindex(b"array0.npy") - 46
+    assert data[record:record + 4] == b"PK\x01\x02"
+    data[record + 24:record + 28] = (2 ** 32 - 16).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"entry 'array0' claims 4294967280 bytes \(\d+ compressed\) in a file of"):
+        mg.load(path)
+
+
+def test_a_compressed_npz_still_loads(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    mg.save({"w": mg.tensor(np.zeros(10000))}, path)
+    with np.load(path) as archive:
+        entries = {name: archive[name] for name in archive.files}
+    np.savez_compressed(path, **entries)
+    assert os.path.getsize(path) < 10000
+    assert mg.load(path)["w"].tolist() == [0.0] * 10000
+
+
+# ----- where save and load may write and read ---------------------------------------------------
+def test_save_to_an_empty_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="path is empty"):
+        mg.save({}, "")
+    assert os.listdir(tmp_path) == [] and not any(name.endswith(".tmp") for name in os.listdir(tmp_path.parent))
+
+
+def test_save_to_a_directory_names_it_and_writes_nothing(tmp_path):
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(IsADirectoryError, match="save: is a directory") as error:
+        mg.save({}, tmp_path / "runs")
+    assert error.value.filename == str(tmp_path / "runs") and ".tmp" not in str(error.value)
+    assert os.listdir(tmp_path) == ["runs"] and os.listdir(tmp_path / "runs") == []
+    with pytest.raises(IsADirectoryError, match="load: is a directory"):
+        mg.load(tmp_path / "runs")
+
+
+def test_save_into_a_file_as_if_it_were_a_directory(previous):
+    with pytest.raises(NotADirectoryError, match="not a directory") as error:
+        mg.save({}, previous[0] / "ckpt")
+    assert error.value.filename == str(previous[0])
+    assert_untouched(previous)
+
+
+def test_os_errors_name_the_users_path_not_the_temporary_file(previous, monkeypatch):
+    def refused_replace(source, target):
+        raise PermissionError(errno.EACCES, "Permission denied", source, target)
+    monkeypatch.setattr(os, "replace", refused_replace)
+    with pytest.raises(PermissionError, match="save: Permission denied") as error:
+        mg.save({"epoch": 2}, previous[0])
+    assert error.value.filename == str(previous[0]) and ".tmp" not in str(error.value)
+    assert_untouched(previous)
+
+
+def test_paths_of_the_wrong_type_and_bytes_paths(tmp_path):
+    with pytest.raises(TypeError, match="save: path must be a str, bytes or os.PathLike, got int"):
+        mg.save({}, 5)
+    with pytest.raises(TypeError, match="load: path must be a str, bytes or os.PathLike, got NoneType"):
+        mg.load(None)
+    mg.save({"x": 1}, os.fsencode(tmp_path / "ckpt"))
+    assert mg.load(os.fsencode(tmp_path / "ckpt")) == {"x": 1}

@@ -20,8 +20,9 @@ All images are decoded at construction into one float32 array
 (N, 3, H, W): 2,000 images at 224x224 take 1.2 GB, and the DataLoader then
 takes a batch with one fancy-index instead of decoding JPEGs every step.
 Files that Pillow cannot read are skipped and named in one warning; anything
-else wrong (no such folder, no class folders, no images, a bad ``size``)
-raises. Pillow is imported only here, so ``import minigrad`` does not need it.
+else wrong (no such folder, no class folders, a class folder without images
+or whose images all fail, a bad ``size``) raises. Pillow is imported only
+here, so ``import minigrad`` does not need it.
 """
 import os
 import warnings
@@ -60,11 +61,16 @@ class ImageFolder(TensorDataset):
                               if entry.is_dir() and not entry.name.startswith("."))
         if not self.classes:
             raise ValueError(f"ImageFolder: {root} has no subfolders; expected one folder of images per class")
-        candidates = [(path, label) for label, name in enumerate(self.classes)
-                      for path in _image_files(os.path.join(root, name))]
-        if not candidates:
-            raise ValueError(f"ImageFolder: no images ({', '.join(EXTENSIONS)}) in the class folders "
-                             f"{self.classes} of {root}")
+        # An empty class folder would still count as a class, one without examples, and move
+        # every later class's label by one against a copy of the data without it (a model
+        # trained on one and evaluated on the other). torchvision refuses it too.
+        files_per_class = [_image_files(os.path.join(root, name)) for name in self.classes]
+        empty = [os.path.join(root, name) for name, files in zip(self.classes, files_per_class) if not files]
+        if empty:
+            raise FileNotFoundError(f"ImageFolder: found no image files ({', '.join(EXTENSIONS)}) in the class "
+                                    f"folder(s) {', '.join(empty)}; every subfolder of {root} is a class: "
+                                    "add images to it or remove it")
+        candidates = [(path, label) for label, files in enumerate(files_per_class) for path in files]
 
         height, width = int(size[0]), int(size[1])
         images = np.empty((len(candidates), 3, height, width), dtype=np.float32)
@@ -87,6 +93,11 @@ class ImageFolder(TensorDataset):
                           + "; ".join(skipped), stacklevel=2)
         if not kept:
             raise ValueError(f"ImageFolder: none of the {len(candidates)} images in {root} could be read")
+        present = set(labels)
+        unread = [os.path.join(root, name) for label, name in enumerate(self.classes) if label not in present]
+        if unread:
+            raise ValueError(f"ImageFolder: none of the images in the class folder(s) {', '.join(unread)} "
+                             "could be read, so the class would have no examples")
         self.images = images[:len(kept)]
         self.images *= np.float32(1 / 255)
         self.labels = np.array(labels, dtype=np.int64)

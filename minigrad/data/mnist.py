@@ -20,7 +20,9 @@ Images come out as float32 (N, 1, 28, 28) in [0, 1] (``pixels / 255``, what
 ``transforms.ToTensor()`` and the Keras tutorials' ``x / 255`` give), labels
 as int64 (N,).
 """
+import contextlib
 import gzip
+import math
 import os
 import zlib
 
@@ -30,30 +32,73 @@ from . import find
 from .dataset import TensorDataset
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# Deflate's greatest possible compression ratio: a gzip file of n bytes unpacks to at most about 1032 n.
+MAX_DEFLATE_RATIO = 1032
 
 
 def read_idx(path):
-    """The array in the IDX file ``path`` (gunzipped first if the name ends in ``.gz``)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if os.fspath(path).endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise ValueError(f"{path}: not a valid gzip file ({error})") from error
-    if len(raw) < 4 or raw[0:2] != b"\0\0" or raw[2] not in IDX_TYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex(' ')}; "
-                         f"expected 00 00, a type code, a dimension count)")
-    dtype, ndim = np.dtype(IDX_TYPES[raw[2]]), raw[3]
-    if len(raw) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes for {ndim} dimensions)")
-    shape = tuple(int(size) for size in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape)) * dtype.itemsize
-    found = len(raw) - 4 - 4 * ndim
-    if found != expected:
-        raise ValueError(f"{path}: the header says shape {shape} ({expected} bytes of data) "
-                         f"but the file holds {found} bytes of data (truncated or corrupt)")
-    return np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape)
+    """The array in the IDX file ``path`` (gunzipped first if the name ends in ``.gz``).
+
+    The sizes in the header are checked against the bytes the file holds
+    before the array is allocated, so a damaged header cannot ask for
+    terabytes: a plain file must hold exactly the data its header describes,
+    and a gzipped one cannot hold more than deflate's best ratio allows.
+    """
+    gzipped = os.fspath(path).endswith(".gz")
+    with open(path, "rb") as file:
+        file_size = os.fstat(file.fileno()).st_size
+        with _gunzip_errors(path, gzipped), (gzip.GzipFile(fileobj=file) if gzipped else file) as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0:2] != b"\0\0" or magic[2] not in IDX_TYPES:
+                raise ValueError(f"{path}: not an IDX file (bad magic number {magic.hex(' ')}; "
+                                 f"expected 00 00, a type code, a dimension count)")
+            dtype, ndim = np.dtype(IDX_TYPES[magic[2]]), magic[3]
+            sizes = f.read(4 * ndim)
+            if len(sizes) < 4 * ndim:
+                raise ValueError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes for {ndim} dimensions)")
+            shape = tuple(int.from_bytes(sizes[4 * i:4 * i + 4], "big") for i in range(ndim))
+            expected = math.prod(shape) * dtype.itemsize  # Python ints: exact, however large
+            if expected >= 2 ** 63:
+                raise ValueError(f"{path}: the header says shape {shape}, {expected} bytes of data, "
+                                 "which overflows 64 bits (corrupt header)")
+            if not gzipped and file_size - 4 - 4 * ndim != expected:
+                raise _size_mismatch(path, shape, expected, file_size - 4 - 4 * ndim)
+            if gzipped and expected > MAX_DEFLATE_RATIO * file_size:
+                raise ValueError(f"{path}: the header says shape {shape} ({expected} bytes of data), more than "
+                                 f"a gzip file of {file_size} bytes can hold (corrupt header)")
+            array = np.empty(shape, dtype)
+            found = _read_into(f, memoryview(array.reshape(-1).view(np.uint8)))
+            extra = f.read(1) if found == expected else b""
+    if found != expected or extra:
+        raise _size_mismatch(path, shape, expected, f"more than {expected}" if extra else found)
+    return array
+
+
+def _size_mismatch(path, shape, expected, found):
+    return ValueError(f"{path}: the header says shape {shape} ({expected} bytes of data) "
+                     f"but the file holds {found} bytes of data (truncated or corrupt)")
+
+
+def _read_into(f, buffer):
+    """Fill ``buffer`` from ``f`` as far as the file goes; the number of bytes read."""
+    done = 0
+    while done < len(buffer):
+        count = f.readinto(buffer[done:])
+        if not count:
+            break
+        done += count
+    return done
+
+
+@contextlib.contextmanager
+def _gunzip_errors(path, gzipped):
+    """Name the file in what gzip raises on a damaged one (BadGzipFile, EOFError, zlib.error)."""
+    try:
+        yield
+    except (OSError, EOFError, zlib.error) as error:
+        if not gzipped:
+            raise
+        raise ValueError(f"{path}: not a valid gzip file ({error})") from error
 
 
 class MNIST(TensorDataset):

@@ -61,6 +61,7 @@ def _calculate_correct_fan(t, mode):
 def _fill(t, values):
     """Write ``values`` (an array of t's shape, any float dtype) into t's own array."""
     t.data[...] = values
+    t._bump_version()  # an in-place change: a graph that saved t would now be wrong
     return t
 
 
@@ -72,6 +73,7 @@ def _random(t):
 def constant_(t, val):
     """Fill with ``val``. Keras: ``initializers.Constant(val)``."""
     t.data[...] = val
+    t._bump_version()
     return t
 
 

@@ -10,6 +10,7 @@ PyTorch's dotted keys (``"0.weight"``, ``"block.bn.running_mean"``),
 ``train()``/``eval()``, ``to(device, dtype)`` and the printed summary.
 """
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -273,10 +274,17 @@ class Module:
         """Copy values (Tensors or arrays) into the existing parameters and buffers, casting to their dtype.
 
         With ``strict``, the keys must match exactly; missing and unexpected
-        keys are listed in one error. A shape mismatch is always an error.
-        Everything is checked before anything is copied, so a failed load
-        changes nothing. Returns ``(missing_keys, unexpected_keys)``.
+        keys are listed in one error. A value of the wrong shape, one that is
+        not numbers (a string, an object), or floating-point values for an
+        integer buffer such as ``num_batches_tracked`` are errors too, named by
+        key. Everything is checked, and converted to each tensor's dtype and
+        device, before anything is copied, so a failed load changes nothing.
+        Returns ``(missing_keys, unexpected_keys)``.
         """
+        if not isinstance(state_dict, Mapping):
+            hint = "; pass module.state_dict()" if isinstance(state_dict, Module) else ""
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict of tensors (as state_dict() "
+                            f"returns), got {type(state_dict).__name__}{hint}")
         own = OrderedDict(self._state_tensors())
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
@@ -287,21 +295,23 @@ class Module:
             problems.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{key}"' for key in unexpected) + ".")
         values = {}
         for key, tensor in own.items():
-            if key not in state_dict:
-                continue
-            value = state_dict[key]
-            value = value.data if isinstance(value, Tensor) else value
-            value = value if hasattr(value, "shape") else np.asarray(value)
-            if tuple(value.shape) != tensor.shape:
-                problems.append(f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} "
-                                f"from checkpoint, the shape in current model is {tensor.shape}.")
-            values[key] = value
+            if key in state_dict:
+                value, problem = _loadable(key, state_dict[key], tensor)
+                if problem:
+                    problems.append(problem)
+                else:
+                    values[key] = value
         if problems:
             raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                  + "\n\t".join(problems))
+        # The conversions, which allocate (and so can fail), all come before the first copy.
         for key, value in values.items():
             with backend.on_device(own[key].device):
-                own[key].data[...] = backend.to_device(value, own[key].device)
+                values[key] = backend.to_device(value, own[key].device).astype(own[key].dtype, copy=False)
+        for key, value in values.items():
+            with backend.on_device(own[key].device):  # CuPy writes on the current device
+                own[key].data[...] = value
+                own[key]._bump_version()  # a graph that saved it would now be wrong
         return IncompatibleKeys(missing, unexpected)
 
     # ----- printing ----------------------------------------------------------------------
@@ -321,3 +331,27 @@ class Module:
         elif lines:
             text += "\n  " + "\n  ".join(lines) + "\n"
         return text + ")"
+
+
+def _loadable(key, value, tensor):
+    """``(array, None)`` if ``value`` can be copied into ``tensor``, else ``(None, what is wrong)``."""
+    given = value
+    value = value.data if isinstance(value, Tensor) else value
+    if not (isinstance(value, np.ndarray) or backend.is_cupy_array(value)):
+        try:
+            value = np.asarray(value)  # a number, a nested list, a NumPy scalar
+        except Exception:  # a ragged list, a foreign tensor that refuses: it is named below
+            value = np.empty((), dtype=object)
+    if value.dtype.kind not in "biuf":
+        received = type(given).__name__
+        if isinstance(given, (Tensor, np.ndarray)) or backend.is_cupy_array(given):
+            received += f" of dtype {value.dtype}"
+        return None, (f'While copying the parameter named "{key}", expected a Tensor or an array of numbers '
+                      f"from checkpoint but received {received}.")
+    if tuple(value.shape) != tensor.shape:
+        return None, (f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} "
+                      f"from checkpoint, the shape in current model is {tensor.shape}.")
+    if value.dtype.kind == "f" and not backend.is_floating(tensor.dtype):
+        return None, (f'While copying the parameter named "{key}", the checkpoint holds floating-point values '
+                      f"({value.dtype}) but the tensor in current model is {tensor.dtype}; cast them first.")
+    return value, None
