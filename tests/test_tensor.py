@@ -422,3 +422,18 @@ def test_the_pytorch_beginners_loop_fits_a_line_as_torch_does():
         assert w is first and w.requires_grad and w.is_leaf
     np.testing.assert_allclose([mine[0].item(), mine[1].item()], [theirs[0].item(), theirs[1].item()], rtol=1e-5)
     assert abs(mine[0].item() - 3) < 0.2 and abs(mine[1].item() + 1) < 0.2
+
+
+def test_shape_errors_are_caught_as_numpy_and_pytorch_code_catches_them():
+    """A shape that does not fit is a ValueError (NumPy's habit) and a RuntimeError (PyTorch's), naming the op."""
+    import minigrad.nn.functional as F
+    cases = [(lambda: mg.ones(2, 3) + mg.ones(4), "add"), (lambda: mg.ones(2, 3) @ mg.ones(2, 3), "matmul"),
+             (lambda: mg.ones(6).reshape(4, 2), "reshape"), (lambda: F.linear(mg.ones(2, 3), mg.ones(4, 5)), "linear"),
+             (lambda: F.mse_loss(mg.ones(3), mg.ones(4)), "mse_loss"),
+             (lambda: F.cross_entropy(mg.ones(3, 4), mg.tensor([0, 1])), "cross_entropy")]
+    for make, op in cases:
+        for kind in (ValueError, RuntimeError, mg.errors.ShapeError):
+            with pytest.raises(kind, match=op):
+                make()
+    with pytest.raises(IndexError):
+        mg.ones(3)[5]

@@ -6,6 +6,7 @@ a gradient may come back larger than an input; ``unbroadcast`` sums it down.
 The operands of a binary node arrive in one dtype: ``Tensor`` promotes them
 first, as PyTorch does.
 """
+from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import PARALLEL_SIZE, default_float_dtype, get_array_module, is_cupy_array, run_on_slices
 from . import kernels_cuda
@@ -41,7 +42,7 @@ class _Binary(Function):
         except ValueError as error:
             if "broadcast" not in str(error):
                 raise
-            raise ValueError(
+            raise ShapeError(
                 f"{self.name.lower()}: shapes {a.shape} and {b.shape} cannot be broadcast together "
                 "(each axis, aligned from the right, must match or be 1)") from None
 

@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import check_later, device_of, get_array_module, is_cupy_array, is_floating
 from .matmul import check_same_float_dtype
@@ -126,7 +127,7 @@ class CrossEntropy(Function):
 
     def forward(self, logits, target, weight=None):
         if logits.ndim != 2:
-            raise ValueError(f"cross_entropy: expected logits of shape (N, C), got {logits.shape}")
+            raise ShapeError(f"cross_entropy: expected logits of shape (N, C), got {logits.shape}")
         if not is_floating(logits.dtype):
             raise TypeError(f"cross_entropy: logits must be floating-point, got {logits.dtype}")
         xp = get_array_module(logits)
@@ -228,7 +229,7 @@ def _check_weight(logits, weight):
         raise TypeError(f"cross_entropy: weight must be floating-point, got {weight.dtype}")
     check_same_float_dtype("cross_entropy", logits=logits, weight=weight)
     if weight.shape != (classes,):
-        raise ValueError(f"cross_entropy: weight must have shape ({classes},), one value per class of logits "
+        raise ShapeError(f"cross_entropy: weight must have shape ({classes},), one value per class of logits "
                          f"{logits.shape}, got {weight.shape}")
 
 
@@ -243,7 +244,7 @@ def _check_labels(logits, target, ignore_index):
     """
     n, classes = logits.shape
     if target.shape != (n,):
-        raise ValueError(f"cross_entropy: integer class indices must have shape ({n},), one per row of "
+        raise ShapeError(f"cross_entropy: integer class indices must have shape ({n},), one per row of "
                          f"logits {logits.shape}, got {target.shape}; pass one-hot labels as floats")
     xp = get_array_module(target)
     target = target.astype(np.int64, copy=False)  # uint8 labels compare with a negative ignore_index too
@@ -272,7 +273,7 @@ class MSELoss(Function):
 
     def forward(self, input, target):
         if input.shape != target.shape:
-            raise ValueError(f"mse_loss: input and target must have the same shape, "
+            raise ShapeError(f"mse_loss: input and target must have the same shape, "
                              f"got {input.shape} and {target.shape}")
         check_same_float_dtype("mse_loss", input=input, target=target)
         difference = input - target

@@ -5,6 +5,7 @@ dL/dA_ip = sum_j dL/dC_ij B_pj, i.e. dL/dA = dL/dC B^T, and likewise
 dL/dB = A^T dL/dC. Batched products follow the same rule per matrix, with
 any broadcast batch axes summed away.
 """
+from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import get_array_module, is_floating
 from .elementwise import unbroadcast
@@ -25,16 +26,16 @@ class MatMul(Function):
     def forward(self, a, b):
         check_same_float_dtype("matmul", a=a, b=b)
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul: both inputs need at least one dimension, got shapes {a.shape} and {b.shape}")
+            raise ShapeError(f"matmul: both inputs need at least one dimension, got shapes {a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else -1]:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit: the last axis of the first "
+            raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit: the last axis of the first "
                              f"({a.shape[-1]}) must equal the {'second-to-' if b.ndim > 1 else ''}last of the second")
         self.save_for_backward(a, b)
         xp = get_array_module(a)
         try:
             return xp.matmul(a, b)
         except ValueError:
-            raise ValueError(f"matmul: batch axes of shapes {a.shape} and {b.shape} cannot be broadcast") from None
+            raise ShapeError(f"matmul: batch axes of shapes {a.shape} and {b.shape} cannot be broadcast") from None
 
     def backward(self, grad):
         a, b = self.saved
@@ -63,13 +64,13 @@ class Linear(Function):
 
     def forward(self, x, weight, bias=None):
         if x.ndim < 1 or weight.ndim != 2:
-            raise ValueError(f"linear: expected weight of shape (out_features, in_features) and input "
+            raise ShapeError(f"linear: expected weight of shape (out_features, in_features) and input "
                              f"(..., in_features), got input {x.shape}, weight {weight.shape}")
         if x.shape[-1] != weight.shape[1]:
-            raise ValueError(f"linear: input has {x.shape[-1]} features but weight expects "
+            raise ShapeError(f"linear: input has {x.shape[-1]} features but weight expects "
                              f"{weight.shape[1]} (input {x.shape}, weight {weight.shape})")
         if bias is not None and bias.shape != (weight.shape[0],):
-            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+            raise ShapeError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
         check_same_float_dtype("linear", input=x, weight=weight, **({} if bias is None else {"bias": bias}))
         self.save_for_backward(x, weight)
         out = x @ weight.T

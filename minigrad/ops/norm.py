@@ -23,6 +23,7 @@ eps aside, absorbs it), so the gradient must be orthogonal to x_hat. With 1/m ta
 
     dL/dx = gamma inv_std / m (m dL/dy - sum(dL/dy) - x_hat sum(dL/dy x_hat)).
 """
+from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import PARALLEL_SIZE, device_of, get_array_module, is_cupy_array, is_floating, run_on_slices
 from .matmul import check_same_float_dtype
@@ -32,7 +33,7 @@ def _check_channel_array(name, array, x):
     """A per-channel array (gamma, beta, a running buffer) must be (C,) and on x's device."""
     channels = x.shape[1]
     if array.shape != (channels,):
-        raise ValueError(f"batch_norm: {name} must have shape ({channels},), one value per channel "
+        raise ShapeError(f"batch_norm: {name} must have shape ({channels},), one value per channel "
                          f"of input {x.shape}, got {array.shape}")
     if device_of(array) != device_of(x):
         raise RuntimeError(f"batch_norm: {name} is on {device_of(array)} but the input is on {device_of(x)}; "
@@ -70,7 +71,7 @@ class BatchNorm(Function):
 
     def _check_inputs(self, x, weight, bias):
         if x.ndim not in (2, 4):
-            raise ValueError(f"batch_norm: expected input of shape (N, C) or (N, C, H, W), got {x.shape}")
+            raise ShapeError(f"batch_norm: expected input of shape (N, C) or (N, C, H, W), got {x.shape}")
         learned = {name: array for name, array in (("weight", weight), ("bias", bias)) if array is not None}
         check_same_float_dtype("batch_norm", input=x, **learned)
         buffers = {}

@@ -8,6 +8,7 @@ those kH kW slices together, elementwise; backward adds each slice's share
 of the gradient back through the same slices, so a pixel in two overlapping
 windows receives both terms.
 """
+from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array, is_floating, run_on_slices
 from .conv import as_pair, check_windows, output_size, pad2d, window_slices
@@ -259,7 +260,7 @@ class AdaptiveAvgPool2d(Function):
 
     def forward(self, x):
         if x.ndim != 4:
-            raise ValueError(f"adaptive_avg_pool2d: expected input of shape (N, C, H, W), got {x.shape}")
+            raise ShapeError(f"adaptive_avg_pool2d: expected input of shape (N, C, H, W), got {x.shape}")
         if not is_floating(x.dtype):
             raise TypeError(f"adaptive_avg_pool2d: expected a floating-point input, got {x.dtype} (input {x.shape})")
         self.x_shape = x.shape

@@ -7,6 +7,7 @@ import operator
 
 import numpy as np
 
+from ..errors import ShapeError
 from .. import backend
 from ..autograd import Function
 from ..backend import get_array_module
@@ -21,7 +22,7 @@ class Reshape(Function):
         try:
             return x.reshape(self.shape)
         except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
+            raise ShapeError(f"reshape: cannot reshape a tensor of shape {x.shape} "
                              f"({x.size} elements) into {tuple(self.shape)}") from None
 
     def backward(self, grad):
