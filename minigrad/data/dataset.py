@@ -67,6 +67,10 @@ class DataLoader:
     ``batch_size``, unless ``drop_last=True`` drops it. ``len(loader)`` is the
     number of batches per epoch.
 
+    ``sampler`` (a ``DistributedSampler``, or any iterable of indices with a
+    ``len``) gives the order instead, and then ``len(sampler)`` items make
+    an epoch; it shuffles by itself, so ``shuffle=True`` with it is an error.
+
     To resume a run bit-exactly, save ``loader.state_dict()`` with the model's
     checkpoint and call ``loader.load_state_dict(state)`` after restarting.
     The state is the generator's state at the start of the epoch in progress
@@ -76,13 +80,17 @@ class DataLoader:
     the loader.
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None):
+    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, sampler=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, "
                             f"got {type(dataset).__name__}")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle (DataLoader: the sampler "
+                             "decides the order; a DistributedSampler shuffles itself, given set_epoch)")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -92,15 +100,19 @@ class DataLoader:
         self._skip = 0             # batches to skip on the next epoch (set by load_state_dict)
 
     def __len__(self):
+        items = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
-            return len(self.dataset) // self.batch_size
-        return -(-len(self.dataset) // self.batch_size)
+            return items // self.batch_size
+        return -(-items // self.batch_size)
 
     def __iter__(self):
         self._epoch_start = self.generator.bit_generator.state
         skip, self._skip = self._skip, 0
-        n = len(self.dataset)
-        order = self.generator.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64, count=len(self.sampler))
+        else:
+            n = len(self.dataset)
+            order = self.generator.permutation(n) if self.shuffle else np.arange(n)
         for batch in range(skip, len(self)):
             self._batches_done = batch + 1
             yield self._fetch(order[batch * self.batch_size:(batch + 1) * self.batch_size])

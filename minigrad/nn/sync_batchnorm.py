@@ -1,0 +1,175 @@
+"""SyncBatchNorm: batch normalisation with the statistics of the whole batch, over every rank.
+
+In data-parallel training each rank sees B of the W B examples of a batch.
+A plain BatchNorm normalises with its own rank's mean and variance, which
+are noisier at small B than those of the whole batch, and then the model
+trained is not the model one process would train on the whole batch.
+SyncBatchNorm sums the per-channel statistics over the ranks first.
+
+Forward, per channel, with m_r values on rank r and N = sum_r m_r:
+
+    S = sum_r sum(x),  Q = sum_r sum(x^2),  N    (one all-reduce of 2 C + 1 numbers)
+    mu = S / N,  var = Q / N - mu^2  (biased),  x_hat = (x - mu) / sqrt(var + eps),  y = gamma x_hat + beta
+
+Each rank forms its sum(x^2) as M2 + m_r mean_r^2 from its own two-pass mean
+and centred sum of squares M2, and the ranks combine them in float64, so
+Q / N - mu^2 does not lose the variance to cancellation. The running
+averages take mu and the unbiased N / (N - 1) var, exactly as BatchNorm does
+with the whole batch, so they stay equal on every rank.
+
+Backward. The loss of the global batch is L = sum_r L_r (each rank's loss;
+DDP divides by W when it averages), and y_j depends on x_i through mu and
+var for x_i on any rank. BatchNorm's rule (``ops/norm.py``) holds with m
+replaced by N and its two sums taken over all ranks:
+
+    dL/dx_j = gamma inv_std / N (N g_j - sum g - x_hat_j sum(g x_hat)),  g = dL/dy,
+
+so backward all-reduces the two per-channel sums, sum g and sum g x_hat
+(2 C numbers), once. The gradients of gamma and beta are the rank's own
+sums, sum g x_hat and sum g: DDP averages them as any other gradient.
+"""
+import numpy as np
+
+from .. import backend
+from .. import distributed as dist
+from ..backend import get_array_module
+from ..errors import ShapeError
+from ..ops.norm import BatchNorm, channel_sum, spread
+from . import functional as F
+from .layers import _BatchNorm
+
+
+class SyncBatchNormFunction(BatchNorm):
+    """The training rule of SyncBatchNorm on arrays: BatchNorm's node with statistics summed over the ranks."""
+
+    def __init__(self, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
+        super().__init__(running_mean, running_var, training=True, momentum=momentum, eps=eps)
+
+    def forward(self, x, weight=None, bias=None):
+        self._check_inputs(x, weight, bias)
+        xp = get_array_module(x)
+        channels, local_count = x.shape[1], x.size // x.shape[1]
+        # this rank's mean and centred sum of squares, in two passes as BatchNorm computes them
+        local_sum = channel_sum(x)
+        local_mean = local_sum / max(local_count, 1)  # a rank may hold no examples
+        centered = x - spread(local_mean, x)
+        local_m2 = channel_sum(centered, centered)
+        wide = np.float64
+        local_sum_wide = local_sum.astype(wide)
+        stats = xp.concatenate([local_sum_wide, local_m2.astype(wide) + local_sum_wide * local_mean,
+                                xp.full(1, local_count, wide)])
+        dist._all_reduce_array(stats, "sum")
+        count = stats[2 * channels]  # N, as a 0-d array: on a GPU it stays there
+        mean = stats[:channels] / count
+        var = xp.maximum(stats[channels:2 * channels] / count - mean * mean, 0)  # biased: divides by N
+        if not _enough_values(count):
+            raise ValueError(f"sync_batch_norm: expected more than 1 value per channel over all ranks when "
+                             f"training, got {int(count)} (input of shape {x.shape} on this rank)")
+        if self.running_mean is not None:
+            momentum = self.momentum
+            self.running_mean[...] = (1 - momentum) * self.running_mean + momentum * mean
+            self.running_var[...] = (1 - momentum) * self.running_var + momentum * var * (count / (count - 1))
+        centered -= spread((mean - local_mean).astype(x.dtype), x)  # x - mu, mu the global mean
+        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
+        scale = inv_std if weight is None else inv_std * weight
+        out = centered * spread(scale, x)
+        if bias is not None:
+            out += spread(bias, x)
+        self.count = count.astype(x.dtype)
+        self.save_for_backward(centered, inv_std, weight)
+        return out
+
+    def backward(self, grad):
+        centered, inv_std, weight = self.saved  # x_hat = centered inv_std
+        xp = get_array_module(grad)
+        needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
+        channels = grad.shape[1]
+        # y = gamma x_hat + beta: this rank's parts of dL/dbeta = sum g and dL/dgamma = sum g x_hat
+        sum_grad = channel_sum(grad)
+        sum_grad_x_hat = channel_sum(grad, centered) * inv_std
+        grad_x = None
+        if needs_x:
+            sums = dist._all_reduce_array(xp.concatenate([sum_grad, sum_grad_x_hat]), "sum")
+            global_sum_grad, global_sum_grad_x_hat = sums[:channels], sums[channels:]
+            scale = inv_std if weight is None else weight * inv_std
+            # dL/dx = gamma inv_std / N (N g - sum g - x_hat sum(g x_hat)), the sums over every rank
+            grad_x = grad * spread(scale, grad)
+            grad_x -= centered * spread(scale * inv_std * global_sum_grad_x_hat / self.count, grad)
+            grad_x -= spread(scale * global_sum_grad / self.count, grad)
+        return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
+
+
+def _enough_values(count):
+    """Whether N > 1; on a GPU the check waits for the next copy to the host (``check_later``) instead."""
+    if backend.is_cupy_array(count):
+        backend.check_later(count < 2, "sync_batch_norm: expected more than 1 value per channel over all "
+                                       "ranks when training")
+        return True
+    return count >= 2
+
+
+class SyncBatchNorm(_BatchNorm):
+    """BatchNorm whose training statistics are those of the whole batch, summed over every rank of the group.
+
+    BatchNorm1d's and BatchNorm2d's arguments, parameters, buffers and
+    state_dict keys; (N, C) or (N, C, H, W) input. In training, with a process
+    group of more than one rank, each forward all-reduces the per-channel
+    sums once and each backward once more (see the module docstring); every
+    rank must call it the same number of times, in the same order. In eval
+    mode, without a process group, or in a group of one, it is BatchNorm
+    exactly. Keras: ``BatchNormalization(synchronized=True)`` under a
+    distribution strategy; ``momentum`` is 1 - Keras' momentum, as for BatchNorm.
+    """
+
+    def forward(self, x):
+        if x.ndim not in (2, 4):
+            raise ShapeError(f"SyncBatchNorm: expected 2-D (N, C) or 4-D (N, C, H, W) input, got shape {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ShapeError(f"SyncBatchNorm({self.num_features}): input has {x.shape[1]} channels "
+                             f"(input shape {x.shape})")
+        # momentum, counting and the choice of statistics as in BatchNorm (layers._BatchNorm.forward)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:
+                momentum = 1.0 / self.num_batches_tracked.item()
+        use_batch_stats = self.training or self.running_mean is None
+        running_mean, running_var = self.running_mean, self.running_var
+        if self.training and not self.track_running_stats:
+            running_mean = running_var = None
+        synchronised = self.training and dist.is_initialized() and dist.get_world_size() > 1
+        if not synchronised:
+            return F.batch_norm(x, running_mean, running_var, self.weight, self.bias,
+                                training=use_batch_stats, momentum=momentum, eps=self.eps)
+        return SyncBatchNormFunction.apply(
+            x, self.weight, self.bias, running_mean=None if running_mean is None else running_mean.data,
+            running_var=None if running_var is None else running_var.data, momentum=momentum, eps=self.eps)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module):
+        """``module`` with every BatchNorm1d/2d in it replaced by a SyncBatchNorm holding the same tensors.
+
+        The parameters and buffers are the BatchNorm's own tensors, not
+        copies, so an optimizer built before the conversion still updates
+        them. Returns the converted module (a new one if ``module`` itself is
+        a BatchNorm). Call it before wrapping the model in DistributedDataParallel.
+        """
+        return _converted(cls, module, {})
+
+
+def _converted(cls, module, done):
+    if id(module) in done:  # a module reached twice (shared) is converted once
+        return done[id(module)]
+    result = module
+    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+        result = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        for name in ("weight", "bias"):
+            result._parameters[name] = module._parameters[name]
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            result._buffers[name] = module._buffers[name]
+        result.train(module.training)
+    done[id(module)] = result
+    for name, child in list(module._modules.items()):
+        if child is not None:
+            result._modules[name] = _converted(cls, child, done)
+    return result
