@@ -18,12 +18,16 @@ def linear(x, weight, bias=None):
     return matmul.Linear.apply(x, weight, bias)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
-    """2-D convolution of NCHW input with weight (out_channels, in_channels, kH, kW).
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution of NCHW input with weight (out_channels, in_channels // groups, kH, kW), as PyTorch's.
 
-    ``padding`` an int, a pair, ``"same"`` (stride 1) or ``"valid"``, as TF/Keras spell the last two.
+    ``stride``, ``padding`` and ``dilation`` an int or a pair; ``padding`` also
+    ``"same"`` (stride 1) or ``"valid"``, as TF/Keras spell them. ``groups``
+    must divide both channel counts. Keras: ``dilation_rate=``, ``groups=``;
+    ``DepthwiseConv2D(depth_multiplier=k)`` is groups = in_channels with k
+    output channels per input channel.
     """
-    return conv.Conv2d.apply(x, weight, bias, stride=stride, padding=padding)
+    return conv.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
@@ -91,13 +95,28 @@ def dropout(x, p=0.5, training=True):
     return dropout_op.Dropout.apply(x, p=p)
 
 
-def cross_entropy(logits, target, reduction="mean"):
-    """Softmax cross-entropy of logits (N, C) with class indices (N,) or probabilities (N, C).
+def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of logits (N, C) with class indices (N,) or probabilities (N, C), as PyTorch's.
+
+    ``weight`` (C,) scales each class's term; with class indices ``"mean"`` then
+    divides by the sum of the targets' weights, not by N. Rows whose index is
+    ``ignore_index`` add 0 and get no gradient (all ignored: a NaN mean, as in
+    PyTorch). ``label_smoothing`` e mixes the target with the uniform
+    distribution: (1 - e) target + e / C.
 
     Keras: a ``Dense(C, activation="softmax")`` output with ``categorical_crossentropy``
-    (one-hot targets); here the softmax is inside the loss, so the model outputs logits.
+    (one-hot targets; ``CategoricalCrossentropy(label_smoothing=e)`` smooths the same way)
+    or ``sparse_categorical_crossentropy`` (indices; ``ignore_class=`` for ignore_index);
+    here the softmax is inside the loss, so the model outputs logits. Keras'
+    ``class_weight`` in ``fit`` divides a batch's weighted sum by the batch size instead.
     """
-    return loss.CrossEntropy.apply(logits, _as_tensor(target, logits), reduction=reduction)
+    if weight is not None:
+        weight = _as_tensor(weight, logits)
+        if weight.device != logits.device:
+            raise RuntimeError(f"cross_entropy: weight is on {weight.device} but logits are on {logits.device}; "
+                               f"move the weight (or the CrossEntropyLoss holding it) with .to({logits.device!r})")
+    return loss.CrossEntropy.apply(logits, _as_tensor(target, logits), weight, reduction=reduction,
+                                   ignore_index=ignore_index, label_smoothing=label_smoothing)
 
 
 def mse_loss(input, target, reduction="mean"):

@@ -8,7 +8,7 @@ import math
 
 from .. import backend
 from ..factories import ones, zeros
-from ..ops.conv import as_pair
+from ..ops.conv import as_pair, check_channel_counts, conv_options, positive_pair
 from ..tensor import tensor
 from . import functional as F
 from . import init
@@ -51,18 +51,24 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution over NCHW images; ``padding`` may also be ``"same"`` or ``"valid"`` as in TF/Keras.
+    """2-D convolution over NCHW images; ``padding`` may also be ``"same"`` (stride 1) or ``"valid"`` as in TF/Keras.
 
-    Keras: ``Conv2D(out_channels, kernel_size, strides=stride, padding=...)`` on NHWC images.
+    The weight is (out_channels, in_channels // groups, kH, kW). Every setting
+    is checked here, when the layer is built, so a bad one fails at its line
+    of the model rather than in the first forward.
+    Keras: ``Conv2D(out_channels, kernel_size, strides=stride, padding=..., dilation_rate=dilation,
+    groups=groups)`` on NHWC images; ``DepthwiseConv2D(kernel_size, depth_multiplier=k)`` is
+    ``Conv2d(C, k * C, kernel_size, groups=C)``.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = as_pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = as_pair(stride, "stride", "Conv2d")
+        self.kernel_size = positive_pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride, _, self.dilation, self.groups = conv_options("Conv2d", stride, padding, dilation, groups)
+        self.in_channels, self.out_channels = check_channel_counts("Conv2d", in_channels, out_channels, groups)
         self.padding = padding if isinstance(padding, str) else as_pair(padding, "padding", "Conv2d")
-        self.weight = Parameter(zeros(out_channels, in_channels, *self.kernel_size))
+        self.weight = Parameter(zeros(out_channels, in_channels // groups, *self.kernel_size))
         self.register_parameter("bias", Parameter(zeros(out_channels)) if bias else None)
         self.reset_parameters()
 
@@ -72,13 +78,18 @@ class Conv2d(Module):
     def forward(self, x):
         if x.ndim == 4 and x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: input has {x.shape[1]} channels (input shape {x.shape})")
-        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                        dilation=self.dilation, groups=self.groups)
 
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
         if self.padding != (0, 0):
             text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
         if self.bias is None:
             text += ", bias=False"
         return text
@@ -282,15 +293,22 @@ class Flatten(Module):
 class CrossEntropyLoss(Module):
     """``F.cross_entropy`` as a module: softmax cross-entropy of logits and class indices or probabilities.
 
-    Keras: ``categorical_crossentropy`` on a softmax output (here the softmax is inside the loss).
+    ``weight`` (a tensor of C class weights, or None) is a buffer, as in
+    PyTorch: it is in the state_dict and moves with ``.to(device)``.
+    Keras: ``categorical_crossentropy`` on a softmax output (here the softmax is inside the loss),
+    ``CategoricalCrossentropy(label_smoothing=...)``, ``SparseCategoricalCrossentropy(ignore_class=...)``.
     """
 
-    def __init__(self, reduction="mean"):
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
         self.reduction = reduction
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits, target):
-        return F.cross_entropy(logits, target, self.reduction)
+        return F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
 class MSELoss(Module):

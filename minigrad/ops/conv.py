@@ -1,29 +1,44 @@
 """2-D convolution as one matrix product: im2col, Conv2d, col2im.
 
 A convolution layer (a cross-correlation, as in every framework) computes,
-for input x padded to ``padded`` and stride (sh, sw),
+for input x padded to ``padded``, stride (sh, sw) and dilation (dh, dw),
 
-    out[n, o, y, x] = b[o] + sum_{c,i,j} W[o, c, i, j] padded[n, c, sh y + i, sw x + j].
+    out[n, o, y, x] = b[o] + sum_{c,i,j} W[o, c, i, j] padded[n, c, sh y + dh i, sw x + dw j].
 
 ``im2col`` copies every kernel window into a column,
-cols[(c, i, j), (n, y, x)] = padded[n, c, sh y + i, sw x + j], so that
+cols[(c, i, j), (n, y, x)] = padded[n, c, sh y + dh i, sw x + dw j], so that
 out = W2 cols with W2 = W.reshape(O, C kH kW): one matrix product for the
 whole batch. Backward is that product's rule (see matmul.py):
 dL/dW2 = dL/dout cols^T and dL/dcols = W2^T dL/dout. A pixel was copied
 into every window that covers it, so ``col2im``, the adjoint of the copy,
-adds each column entry back onto the pixel it came from.
+adds each column entry back onto the pixel it came from. Dilation only
+spreads a window's taps dh and dw pixels apart: it changes which pixel
+each copy reads, nothing else.
+
+Groups: with ``groups`` g the channels fall into g consecutive runs, and
+output channel o sees only the C / g input channels of its own run
+(o // (O / g)), through W[o] of shape (C / g, kH, kW). The rows (c, i, j) of
+one run of channels are consecutive in cols, so the layer is g products
+side by side, one batched product: out_g = W2_g cols_g with W2 =
+W.reshape(g, O / g, C / g kH kW) and cols (g, C / g kH kW, N Ho Wo), and
+the same rules per group in backward. A depthwise convolution (g = C) is
+the case of one channel per group.
 
 Why this layout: with the batch inside the columns, each of the three
 products is a single large matrix product, which BLAS runs about twice as
 fast as 64 small per-image products; the price is one transpose of the
 output (O, N, ...) to (N, O, ...), which is cheap next to the products.
 
-Which route a layer takes (``Conv2d.forward``): stride-1 layers with 16 or
-more input channels on the CPU go through Winograd's algorithm
-(``winograd.py``, a third to a sixth of the multiplications); layers with
-short columns (C kH kW <= 32: a first layer) multiply image by image, so
-that nothing big is transposed; every other layer, and every layer on the
-GPU, takes the single product above.
+Which route a layer takes (``Conv2d.forward``): ungrouped, undilated
+stride-1 layers with 16 or more input channels and kernel sides of 3 or 5
+on the CPU go through Winograd's algorithm (``winograd.py``, with tiles of
+2 only, so that float32 stays about as precise as a direct sum; see
+``winograd_tile``); ungrouped layers with short columns (C kH kW <= 32: a
+first layer) multiply image by image, so that nothing big is transposed;
+every other layer, and every layer on the GPU, takes the single product
+above. On the GPU im2col and col2im are fused kernels, except for dilated
+layers: those kernels know no dilation, so dilated layers copy by slices
+there too.
 """
 import numbers
 import os
@@ -52,14 +67,71 @@ def as_pair(value, name, op):
     return int(value[0]), int(value[1])
 
 
-def check_windows(op, x, kernel_size, padding):
-    """x must be NCHW, and the kernel must fit inside it once padded."""
+def positive_pair(value, name, op):
+    """``as_pair`` for sizes that must be at least 1 (kernel size, stride, dilation)."""
+    pair = as_pair(value, name, op)
+    if min(pair) < 1:
+        raise ValueError(f"{op}: {name} must be at least 1, got {value!r}")
+    return pair
+
+
+def conv_options(op, stride, padding, dilation, groups):
+    """The checked settings of a convolution: (stride, padding, dilation, groups).
+
+    stride and dilation become pairs; padding ``"same"`` stays a string (its
+    size depends on the kernel), anything else becomes ((top, bottom), (left,
+    right)). Shared by ``F.conv2d`` (checked when called) and ``nn.Conv2d``
+    (checked when built), so both refuse the same settings in the same words.
+    """
+    stride = positive_pair(stride, "stride", op)
+    dilation = positive_pair(dilation, "dilation", op)
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{op}: groups must be at least 1, got {groups}")
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{op}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
+                             f"(stride {stride}); give the padding as numbers")
+        padding = padding if padding == "same" else ((0, 0), (0, 0))
+    else:
+        rows, columns = as_pair(padding, "padding", op)
+        if rows < 0 or columns < 0:
+            raise ValueError(f"{op}: padding must not be negative, got {padding!r}")
+        padding = ((rows, rows), (columns, columns))
+    return stride, padding, dilation, int(groups)
+
+
+def check_channel_counts(op, in_channels, out_channels, groups):
+    """A layer's channel counts as ints: each at least 1 and divisible by ``groups``."""
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{op}: {name} must be at least 1, got {value}")
+        if value % groups:
+            raise ValueError(f"{op}: {name} ({value}) must be divisible by groups ({groups})")
+    return int(in_channels), int(out_channels)
+
+
+def window_span(kernel_size, dilation=(1, 1)):
+    """The extent of a dilated window along each axis: d (k - 1) + 1 pixels."""
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
+
+
+def check_windows(op, x, kernel_size, padding, dilation=(1, 1)):
+    """x must be NCHW, and the (dilated) kernel must fit inside it once padded."""
     if x.ndim != 4:
         raise ValueError(f"{op}: expected input of shape (N, C, H, W), got {x.shape}")
     (top, bottom), (left, right) = padding
     padded_size = (x.shape[2] + top + bottom, x.shape[3] + left + right)
-    if kernel_size[0] > padded_size[0] or kernel_size[1] > padded_size[1]:
-        raise ValueError(f"{op}: kernel {kernel_size} is larger than the padded input {padded_size} "
+    span = window_span(kernel_size, dilation)
+    if span[0] > padded_size[0] or span[1] > padded_size[1]:
+        kernel = f"kernel {kernel_size}" if span == tuple(kernel_size) else \
+            f"kernel {kernel_size} with dilation {dilation} spans {span}, which"
+        raise ValueError(f"{op}: {kernel} is larger than the padded input {padded_size} "
                          f"(input {x.shape}, padding {padding})")
 
 
@@ -73,23 +145,26 @@ def pad2d(x, padding, value=0):
     return xp.pad(x, widths, constant_values=value)
 
 
-def window_slices(kernel_size, stride, out_size):
+def window_slices(kernel_size, stride, out_size, dilation=(1, 1)):
     """For each offset (i, j) in the kernel, the slice of the padded image holding entry (i, j) of every window.
 
-    A list of ((i, j), slice) pairs in row-major order of (i, j).
+    A list of ((i, j), slice) pairs in row-major order of (i, j); entry (i, j)
+    of the window at (y, x) is pixel (sh y + dh i, sw x + dw j).
     """
     (kernel_h, kernel_w), (stride_h, stride_w), (out_h, out_w) = kernel_size, stride, out_size
-    return [((i, j), (..., slice(i, i + stride_h * out_h, stride_h), slice(j, j + stride_w * out_w, stride_w)))
+    dilation_h, dilation_w = dilation
+    return [((i, j), (..., slice(dilation_h * i, dilation_h * i + stride_h * out_h, stride_h),
+                      slice(dilation_w * j, dilation_w * j + stride_w * out_w, stride_w)))
             for i in range(kernel_h) for j in range(kernel_w)]
 
 
-def output_size(size, kernel_size, stride, padding):
-    """Windows along each axis: (H + top + bottom - kH) // sh + 1, and likewise for W."""
-    return tuple((n + before + after - k) // s + 1
-                 for n, k, s, (before, after) in zip(size, kernel_size, stride, padding))
+def output_size(size, kernel_size, stride, padding, dilation=(1, 1)):
+    """Windows along each axis: (H + top + bottom - dH (kH - 1) - 1) // sh + 1, and likewise for W."""
+    return tuple((n + before + after - span) // s + 1
+                 for n, span, s, (before, after) in zip(size, window_span(kernel_size, dilation), stride, padding))
 
 
-def im2col(x, kernel_size, stride, padding, batch_first=False, out=None):
+def im2col(x, kernel_size, stride, padding, dilation=(1, 1), batch_first=False, out=None):
     """Every kernel window of x (N, C, H, W), as an array of shape (C, kH, kW, N, Ho, Wo).
 
     ``padding`` is ((top, bottom), (left, right)). One strided slice copy per
@@ -103,18 +178,18 @@ def im2col(x, kernel_size, stride, padding, batch_first=False, out=None):
     """
     xp = get_array_module(x)
     n, c = x.shape[:2]
-    out_h, out_w = output_size(x.shape[2:], kernel_size, stride, padding)
+    out_h, out_w = output_size(x.shape[2:], kernel_size, stride, padding, dilation)
     if batch_first:
         source = pad2d(x, padding)
         cols = xp.empty((n, c, *kernel_size, out_h, out_w), dtype=x.dtype) if out is None else out
         offset = (slice(None), slice(None))  # cols[:, :, i, j]
-    elif is_cupy_array(x):  # one fused launch instead of kH kW copies
+    elif is_cupy_array(x) and dilation == (1, 1):  # one fused launch instead of kH kW copies
         return kernels_cuda.im2col(x, kernel_size, stride, padding, (out_h, out_w))
     else:
         source = pad2d(x.transpose(1, 0, 2, 3), padding)  # (C, N, H, W)
         cols = xp.empty((c, *kernel_size, n, out_h, out_w), dtype=x.dtype)
         offset = (slice(None),)  # cols[:, i, j]
-    windows = window_slices(kernel_size, stride, (out_h, out_w))
+    windows = window_slices(kernel_size, stride, (out_h, out_w), dilation)
 
     def copy(part):
         for (i, j), window in part:
@@ -123,18 +198,18 @@ def im2col(x, kernel_size, stride, padding, batch_first=False, out=None):
     return cols
 
 
-def col2im(cols, x_shape, stride, padding, batch_first=False):
+def col2im(cols, x_shape, stride, padding, dilation=(1, 1), batch_first=False):
     """The adjoint of im2col: sum each entry of cols (C, kH, kW, N, Ho, Wo) back onto its pixel of x_shape.
 
-    Windows overlap when the stride is smaller than the kernel, so a pixel
+    Windows overlap when the stride is smaller than the window, so a pixel
     collects one term from every window that covers it; the padding, which
     is no input, is cropped off at the end. On the CPU the channels are
     shared out among threads: each channel's sums stay in one thread, in a
     fixed order, so the result does not depend on the thread count.
     ``batch_first=True`` takes im2col's (N, C, kH, kW, Ho, Wo) layout.
     """
-    if is_cupy_array(cols) and not batch_first:  # one fused launch, each pixel gathering its windows' terms
-        return kernels_cuda.col2im(cols, x_shape, stride, padding)
+    if is_cupy_array(cols) and not batch_first and dilation == (1, 1):
+        return kernels_cuda.col2im(cols, x_shape, stride, padding)  # one launch, each pixel gathering its terms
     xp = get_array_module(cols)
     if batch_first:
         cols = cols.transpose(1, 2, 3, 0, 4, 5)  # a view in the (C, kH, kW, N, Ho, Wo) order of the loop below
@@ -146,7 +221,7 @@ def col2im(cols, x_shape, stride, padding, batch_first=False):
         padded = xp.zeros((n, c, *padded_size), dtype=cols.dtype).transpose(1, 0, 2, 3)
     else:
         padded = xp.zeros((c, n, *padded_size), dtype=cols.dtype)
-    windows = window_slices((kernel_h, kernel_w), stride, (out_h, out_w))
+    windows = window_slices((kernel_h, kernel_w), stride, (out_h, out_w), dilation)
 
     def add(channels):  # a run of consecutive channels
         for (i, j), window in windows:
@@ -155,85 +230,86 @@ def col2im(cols, x_shape, stride, padding, batch_first=False):
     return xp.ascontiguousarray(padded[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3))
 
 
-def same_padding(kernel_size):
-    """Padding that keeps H and W at stride 1: k - 1 in total, the extra one (even k) at the bottom/right.
+def same_padding(kernel_size, dilation=(1, 1)):
+    """Padding that keeps H and W at stride 1: d (k - 1) in total, the extra one (odd total) at the bottom/right.
 
-    TF/Keras ``padding="same"`` and PyTorch ``padding="same"`` split it the same way.
+    PyTorch's rule for ``padding="same"``; TF/Keras split it the same way.
     """
-    return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size)
+    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel_size, dilation))
 
 
-def winograd_tile(x, weight, stride, out_size):
+def winograd_tile(x, weight, stride):
     """The output tile size m for Winograd's F(m x m, kH x kW), or None to use im2col.
 
     Winograd needs stride 1 and pays when its products over channels are
     large enough to hide its transforms: at least 16 input channels, kernel
-    sides of 3 to 5. Among tiles of 2, 3 and 4 it takes the one with the
-    fewest products (tiles x (m + kH - 1)(m + kW - 1)); bigger tiles need
-    fewer products but round the output up to whole tiles and lose float32
-    precision, which is why it stops at 4 (F(4x4, 5x5) is about 1e-5 of the
-    output's scale). Only NumPy arrays: on the GPU im2col's fused kernels run.
-    Only float32 and float64: in float16 that error would be about 1e-2.
+    sides of 3 or 5. The tile is always 2. Bigger tiles need fewer products
+    but lose float32 precision: F(4x4, 3x3) and F(4x4, 5x5) round 10 to 20
+    times worse than a direct sum, F(3x3, 3x3) and F(2x2, 4x4) about 3 times
+    worse, while F(2x2, 3x3) and F(2x2, 5x5) (with ``winograd.PRECISE_POINTS``)
+    stay within about twice PyTorch's error (docs/performance.md). Only NumPy
+    arrays: on the GPU im2col's fused kernels run. Only float32 and float64:
+    in float16 the error would be about 1e-2.
     """
-    kernel_size = weight.shape[2:]
     if (not USE_WINOGRAD or is_cupy_array(x) or stride != (1, 1) or x.shape[1] < 16
-            or x.dtype.name not in ("float32", "float64") or not all(3 <= k <= 5 for k in kernel_size)):
+            or x.dtype.name not in ("float32", "float64") or not all(k in (3, 5) for k in weight.shape[2:])):
         return None
-
-    def products(m):
-        tiles_h, tiles_w = winograd.tile_grid(out_size, m)
-        return tiles_h * tiles_w * (m + kernel_size[0] - 1) * (m + kernel_size[1] - 1)
-    return min((4, 3, 2), key=products)
+    return 2
 
 
 class Conv2d(Function):
-    """2-D convolution of NCHW input with weight (out_channels, in_channels, kH, kW).
+    """2-D convolution of NCHW input with weight (out_channels, in_channels / groups, kH, kW).
 
-    ``padding`` is an int, a pair (rows, columns), ``"same"`` (stride 1 only)
-    or ``"valid"`` (no padding), the last two as TF/Keras spell them. Keras
-    stores its kernel as (kH, kW, in_channels, out_channels) and its images as
-    NHWC; transpose both to use its weights here.
+    ``padding`` is an int, a pair (rows, columns), ``"same"`` (stride 1 only;
+    d (k - 1) in total, the odd one at the bottom/right, as PyTorch) or
+    ``"valid"`` (no padding). ``dilation`` puts the kernel's taps d pixels
+    apart; ``groups`` splits the channels into that many independent
+    convolutions (see the module docstring).
     """
 
-    def __init__(self, stride=1, padding=0):
-        self.stride = as_pair(stride, "stride", "conv2d")
-        if min(self.stride) < 1:
-            raise ValueError(f"conv2d: stride must be at least 1, got {stride!r}")
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-            if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions "
-                                 f"(stride {self.stride}); give the padding as numbers")
-            self.padding = padding if padding == "same" else ((0, 0), (0, 0))
-        else:
-            rows, columns = as_pair(padding, "padding", "conv2d")
-            if rows < 0 or columns < 0:
-                raise ValueError(f"conv2d: padding must not be negative, got {padding!r}")
-            self.padding = ((rows, rows), (columns, columns))
+    def __init__(self, stride=1, padding=0, dilation=1, groups=1):
+        self.stride, self.padding, self.dilation, self.groups = conv_options(
+            "conv2d", stride, padding, dilation, groups)
 
-    def forward(self, x, weight, bias=None):
+    def check_inputs(self, x, weight, bias):
+        """The shapes must fit together; the messages name both shapes and the groups."""
         if weight.ndim != 4:
             raise ValueError(f"conv2d: expected weight of shape (out_channels, in_channels, kH, kW), "
                              f"got {weight.shape} (input {x.shape})")
-        out_channels, in_channels, kernel_h, kernel_w = weight.shape
-        if self.padding == "same":  # now that the kernel size is known
-            self.padding = same_padding((kernel_h, kernel_w))
-        check_windows("conv2d", x, (kernel_h, kernel_w), self.padding)
-        if x.shape[1] != in_channels:
-            raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects {in_channels} "
+        if min(weight.shape) < 1:
+            raise ValueError(f"conv2d: weight {weight.shape} has a dimension of size 0; out_channels, "
+                             f"in_channels / groups, kH and kW must all be at least 1")
+        out_channels, group_channels, kernel_h, kernel_w = weight.shape
+        if out_channels % self.groups:
+            raise ValueError(f"conv2d: weight {weight.shape} has {out_channels} output channels, "
+                             f"which groups={self.groups} does not divide")
+        check_windows("conv2d", x, (kernel_h, kernel_w),
+                      same_padding((kernel_h, kernel_w), self.dilation) if self.padding == "same" else self.padding,
+                      self.dilation)
+        if x.shape[1] != group_channels * self.groups:
+            expects = str(group_channels) if self.groups == 1 else \
+                f"{group_channels * self.groups} (groups={self.groups} of {group_channels})"
+            raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects {expects} "
                              f"(input {x.shape}, weight {weight.shape})")
         if bias is not None and bias.shape != (out_channels,):
             raise ValueError(f"conv2d: bias must have shape ({out_channels},) to match weight "
                              f"{weight.shape}, got {bias.shape}")
         check_same_float_dtype("conv2d", input=x, weight=weight, **({} if bias is None else {"bias": bias}))
+
+    def forward(self, x, weight, bias=None):
+        self.check_inputs(x, weight, bias)
+        out_channels, group_channels, kernel_h, kernel_w = weight.shape
+        kernel_size = (kernel_h, kernel_w)
+        if self.padding == "same":  # now that the kernel size is known
+            self.padding = same_padding(kernel_size, self.dilation)
         xp = get_array_module(x)
-        self.tile = winograd_tile(x, weight, self.stride,
-                                  output_size(x.shape[2:], (kernel_h, kernel_w), self.stride, self.padding))
+        plain = self.groups == 1 and self.dilation == (1, 1)
+        self.tile = winograd_tile(x, weight, self.stride) if plain else None
         # Few input channels (a first layer: C kH kW of at most 32), on the CPU: one product per
         # image, whose (O, Ho Wo) result is already that image's NCHW output. The cheap products
         # of such a layer cost less than moving its big output, and this way nothing is transposed.
-        self.batch_first = not self.tile and not is_cupy_array(x) and in_channels * kernel_h * kernel_w <= 32
+        self.batch_first = (not self.tile and self.groups == 1 and not is_cupy_array(x)
+                            and group_channels * kernel_h * kernel_w <= 32)
         self.x_shape = x.shape
         if self.tile:
             out, transformed = winograd.forward(x, weight, self.padding, self.tile, bias)
@@ -241,12 +317,13 @@ class Conv2d(Function):
             return out
         if self.batch_first:
             return self.forward_by_image(x, weight, bias)
-        weight_matrix = weight.reshape(out_channels, -1)  # W2
-        cols = im2col(x, (kernel_h, kernel_w), self.stride, self.padding)
+        cols = im2col(x, kernel_size, self.stride, self.padding, self.dilation)
         n, out_h, out_w = x.shape[0], cols.shape[-2], cols.shape[-1]
-        cols = cols.reshape(in_channels * kernel_h * kernel_w, n * out_h * out_w)
+        # cols_g: the rows (c, i, j) of each group's channels, (g, C/g kH kW, N Ho Wo)
+        cols = cols.reshape(self.groups, group_channels * kernel_h * kernel_w, n * out_h * out_w)
         self.save_for_backward(cols, weight)
-        out = weight_matrix @ cols  # (O, N Ho Wo)
+        weight_matrix = weight.reshape(self.groups, out_channels // self.groups, -1)  # W2_g
+        out = (weight_matrix @ cols).reshape(out_channels, n * out_h * out_w)  # W2_g cols_g, groups stacked
         if bias is not None:
             out += bias[:, None]
         return xp.ascontiguousarray(out.reshape(out_channels, n, out_h, out_w).transpose(1, 0, 2, 3))
@@ -255,17 +332,16 @@ class Conv2d(Function):
         """The product image by image, the bias folded in: (W2 b) times (cols; 1).
 
         A first layer's output is big and its products are cheap (K = C kH kW
-        <= 32), so adding the bias in a pass of its own cost half as much as
-        the products (measured: 2.0 ms against 4.0 ms for cifar_bn's first
-        layer). As one more column of W2 that meets a row of ones under each
+        <= 32), so adding the bias in a pass of its own would cost half as
+        much as the products (docs/performance.md). As one more column of W2 that meets a row of ones under each
         image's columns, the product adds it for one multiply-add more per
         output; in backward the same column's gradient is dL/db.
         """
         (n, channels), (out_channels, _, kernel_h, kernel_w) = x.shape[:2], weight.shape
-        out_h, out_w = output_size(x.shape[2:], (kernel_h, kernel_w), self.stride, self.padding)
+        out_h, out_w = output_size(x.shape[2:], (kernel_h, kernel_w), self.stride, self.padding, self.dilation)
         rows = channels * kernel_h * kernel_w
         cols = np.empty((n, rows + (bias is not None), out_h * out_w), dtype=x.dtype)
-        im2col(x, (kernel_h, kernel_w), self.stride, self.padding, batch_first=True,
+        im2col(x, (kernel_h, kernel_w), self.stride, self.padding, self.dilation, batch_first=True,
                out=cols[:, :rows].reshape(n, channels, kernel_h, kernel_w, out_h, out_w))
         weight_matrix = weight.reshape(out_channels, rows)
         if bias is not None:
@@ -289,17 +365,17 @@ class Conv2d(Function):
             return grad_x, grad_weight, grad_bias
         cols, weight = self.saved
         grad_x = grad_weight = None
-        weight_matrix = weight.reshape(out_channels, -1)
-        # the gradient in the layout of the product: (O, N Ho Wo)
-        grad = grad.transpose(1, 0, 2, 3).reshape(out_channels, n * out_h * out_w)
+        weight_matrix = weight.reshape(self.groups, out_channels // self.groups, -1)
+        # the gradient in the layout of the product: (g, O/g, N Ho Wo)
+        grad = grad.transpose(1, 0, 2, 3).reshape(self.groups, out_channels // self.groups, n * out_h * out_w)
         if self.needs_input_grad[0]:
-            # dL/dcols = W2^T dL/dout; col2im adds each column back onto its pixel
-            grad_cols = weight_matrix.T @ grad
+            # dL/dcols_g = W2_g^T dL/dout_g; col2im adds each column back onto its pixel
+            grad_cols = weight_matrix.transpose(0, 2, 1) @ grad
             grad_cols = grad_cols.reshape(self.x_shape[1], *weight.shape[2:], n, out_h, out_w)
-            grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding)
+            grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding, self.dilation)
         if self.needs_input_grad[1]:
-            # dL/dW2 = dL/dout cols^T: sums over the batch and the positions at once
-            grad_weight = (grad @ cols.T).reshape(weight.shape)
+            # dL/dW2_g = dL/dout_g cols_g^T: sums over the batch and the positions at once
+            grad_weight = (grad @ cols.transpose(0, 2, 1)).reshape(weight.shape)
         return grad_x, grad_weight, grad_bias
 
     def backward_by_image(self, grad, wants_bias):
@@ -312,7 +388,7 @@ class Conv2d(Function):
         grad_x = grad_weight = grad_bias = None
         if self.needs_input_grad[0]:
             grad_cols = (weight_matrix.T @ grad).reshape(n, self.x_shape[1], *weight.shape[2:], out_h, out_w)
-            grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding, batch_first=True)
+            grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding, self.dilation, batch_first=True)
         if self.needs_input_grad[1] or wants_bias:
             grad_both = (grad @ cols.transpose(0, 2, 1)).sum(axis=0)  # (O, rows + 1 if a bias)
             if self.needs_input_grad[1]:

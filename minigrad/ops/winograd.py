@@ -3,11 +3,12 @@
 Why: a 5x5 convolution spends 25 multiply-adds per output pixel and channel
 pair. Winograd's F(m x m, r x r) computes an m x m tile of outputs from an
 n x n tile of inputs (n = m + r - 1) with only n^2 products per channel pair:
-F(4x4, 5x5) needs 64 products for 16 outputs instead of 400, F(4x4, 3x3) 36
-instead of 144 (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+F(2x2, 5x5) needs 36 products for 4 outputs instead of 100, F(2x2, 3x3) 16
+instead of 36 (Lavin and Gray, "Fast Algorithms for Convolutional Neural
 Networks", 2015). What it adds, the transforms below, are cheap linear maps.
-On the CPU this is what lets a NumPy convolution keep up with a compiled one;
-``ops/conv.py`` decides when to use it.
+Bigger tiles save more (F(4x4, 5x5): 64 for 16 outputs instead of 400) but
+round worse in float32, which is why ``ops/conv.py``, which decides when to
+use it, takes tiles of 2 (see ``PRECISE_POINTS``).
 
 One dimension first. Correlating r weights g with n inputs d gives m outputs
 y_i = sum_j g_j d_(i+j). The product of polynomials s(z) = g(z) h(z), with
@@ -55,21 +56,34 @@ import numpy as np
 
 from ..backend import run_in_parallel, run_on_slices
 
-# The interpolation points: small numbers keep the transforms' rounding
-# error small (the float32 error of F(4x4, 5x5) is about 1e-5 of the output's
-# scale, against about 1e-6 for the direct sum).
-POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
+# The interpolation points. Lavin and Gray's sequence of small numbers keeps
+# the transforms' entries small, and with it F(2x2, 3x3) (3 points) rounds as
+# little as a direct sum; but its larger sets round badly in float32, by 10 to 20
+# times a direct sum's error for F(4x4, 3x3) (5 points) and F(4x4, 5x5) (7).
+# No choice of points brings those within 3 times (docs/performance.md,
+# "Winograd's precision"), so ``conv.py`` uses tiles of 2 only, and for
+# F(2x2, 5x5) (5 points) the set below, the best of every symmetric set of
+# small fractions tried, instead of 0, +-1, +-2. Other counts take the first
+# points of the sequence.
+SEQUENCE = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
+PRECISE_POINTS = {5: (0, Fraction(3, 2), Fraction(-3, 2), Fraction(2, 3), Fraction(-2, 3))}
+
+
+def points(count):
+    """The ``count`` finite points (at most len(SEQUENCE)) of a transform with count + 1, the last infinity."""
+    return PRECISE_POINTS.get(count, SEQUENCE[:count])
 
 
 @functools.lru_cache(maxsize=None)
 def transforms(m, r):
     """(A^T, G, B^T) of F(m, r) in float64: m x n, n x r and n x n with n = m + r - 1."""
     n = m + r - 1
-    if not 1 <= n - 1 <= len(POINTS):
-        raise ValueError(f"winograd: F({m}, {r}) needs {n - 1} points, only {len(POINTS)} are defined")
+    if not 1 <= n - 1 <= len(SEQUENCE):
+        raise ValueError(f"winograd: F({m}, {r}) needs {n - 1} points, only {len(SEQUENCE)} are defined")
+    finite = points(n - 1)
 
     def vandermonde(k):  # n x k: powers of each point, then the row for infinity
-        rows = [[float(Fraction(a) ** j) for j in range(k)] for a in POINTS[:n - 1]]
+        rows = [[float(Fraction(a) ** j) for j in range(k)] for a in finite]
         return np.array(rows + [[0.0] * (k - 1) + [1.0]])
 
     return vandermonde(m).T, vandermonde(r), np.linalg.inv(vandermonde(n)).T
@@ -122,9 +136,7 @@ def forward(x, weight, padding, m, bias=None):
     """out = conv2d(x, weight) + bias at stride 1 with ``padding`` ((top, bottom), (left, right)), by F(m x m, kH x kW).
 
     Returns out (N, O, Ho, Wo) and what backward needs. The bias costs no
-    pass over the output: A^T's column for the point 1 is (1, 1^1, 1^2, ...),
-    all ones, so b added at that position (along rows and columns) of the
-    transformed tiles comes out added to every output of the tile.
+    pass of its own: it is added while the tiles are put back together.
     """
     n_img, channels, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = weight.shape
@@ -147,14 +159,16 @@ def forward(x, weight, padding, m, bias=None):
     v = rows_and_columns(bt_h, bt_w, tiles).reshape(n_h * n_w, n_tiles, channels)
     u = rows_and_columns(g_h, g_w, weight.transpose(2, 3, 0, 1)).reshape(n_h * n_w, out_channels, channels)
     products = v @ u.transpose(0, 2, 1)  # (nh nw, tiles, O): one product over channels per tile position
-    if bias is not None:
-        one = POINTS.index(1)
-        products[one * n_w + one] += bias
     y = rows_and_columns(at_h, at_w, products.reshape(n_h, n_w, -1)).reshape(
         m, m, n_img, tiles_h, tiles_w, out_channels)
-    # untile: (a, b, N, ty, tx, O) -> (N, ty m + a, tx m + b, O), then crop and bring the channels first
+    # untile: (a, b, N, ty, tx, O) -> (N, ty m + a, tx m + b, O) (plus the bias, channels last),
+    # then crop and bring the channels first
     whole = np.empty((n_img, tiles_h * m, tiles_w * m, out_channels), x.dtype)
-    whole.reshape(n_img, tiles_h, m, tiles_w, m, out_channels)[...] = y.transpose(2, 3, 0, 4, 1, 5)
+    untiled = whole.reshape(n_img, tiles_h, m, tiles_w, m, out_channels)
+    if bias is None:
+        untiled[...] = y.transpose(2, 3, 0, 4, 1, 5)
+    else:
+        np.add(y.transpose(2, 3, 0, 4, 1, 5), bias, out=untiled)
     out = channels_first(whole[:, :out_h, :out_w])
     return out, (v, u, x.shape, padding, m)
 
