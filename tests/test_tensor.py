@@ -430,7 +430,8 @@ def test_shape_errors_are_caught_as_numpy_and_pytorch_code_catches_them():
     cases = [(lambda: mg.ones(2, 3) + mg.ones(4), "add"), (lambda: mg.ones(2, 3) @ mg.ones(2, 3), "matmul"),
              (lambda: mg.ones(6).reshape(4, 2), "reshape"), (lambda: F.linear(mg.ones(2, 3), mg.ones(4, 5)), "linear"),
              (lambda: F.mse_loss(mg.ones(3), mg.ones(4)), "mse_loss"),
-             (lambda: F.cross_entropy(mg.ones(3, 4), mg.tensor([0, 1])), "cross_entropy")]
+             (lambda: F.cross_entropy(mg.ones(3, 4), mg.tensor([0, 1])), "cross_entropy"),
+             (lambda: F.conv2d(mg.ones(1, 3, 8, 8), mg.ones(4, 1, 3, 3)), "conv2d: input has 3 channels")]
     for make, op in cases:
         for kind in (ValueError, RuntimeError, mg.errors.ShapeError):
             with pytest.raises(kind, match=op):

@@ -45,6 +45,7 @@ import os
 
 import numpy as np
 
+from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array, run_in_parallel, run_on_slices
 from . import kernels_cuda, winograd
@@ -124,14 +125,14 @@ def window_span(kernel_size, dilation=(1, 1)):
 def check_windows(op, x, kernel_size, padding, dilation=(1, 1)):
     """x must be NCHW, and the (dilated) kernel must fit inside it once padded."""
     if x.ndim != 4:
-        raise ValueError(f"{op}: expected input of shape (N, C, H, W), got {x.shape}")
+        raise ShapeError(f"{op}: expected input of shape (N, C, H, W), got {x.shape}")
     (top, bottom), (left, right) = padding
     padded_size = (x.shape[2] + top + bottom, x.shape[3] + left + right)
     span = window_span(kernel_size, dilation)
     if span[0] > padded_size[0] or span[1] > padded_size[1]:
         kernel = f"kernel {kernel_size}" if span == tuple(kernel_size) else \
             f"kernel {kernel_size} with dilation {dilation} spans {span}, which"
-        raise ValueError(f"{op}: {kernel} is larger than the padded input {padded_size} "
+        raise ShapeError(f"{op}: {kernel} is larger than the padded input {padded_size} "
                          f"(input {x.shape}, padding {padding})")
 
 
@@ -274,14 +275,14 @@ class Conv2d(Function):
     def check_inputs(self, x, weight, bias):
         """The shapes must fit together; the messages name both shapes and the groups."""
         if weight.ndim != 4:
-            raise ValueError(f"conv2d: expected weight of shape (out_channels, in_channels, kH, kW), "
+            raise ShapeError(f"conv2d: expected weight of shape (out_channels, in_channels, kH, kW), "
                              f"got {weight.shape} (input {x.shape})")
         if min(weight.shape) < 1:
             raise ValueError(f"conv2d: weight {weight.shape} has a dimension of size 0; out_channels, "
                              f"in_channels / groups, kH and kW must all be at least 1")
         out_channels, group_channels, kernel_h, kernel_w = weight.shape
         if out_channels % self.groups:
-            raise ValueError(f"conv2d: weight {weight.shape} has {out_channels} output channels, "
+            raise ShapeError(f"conv2d: weight {weight.shape} has {out_channels} output channels, "
                              f"which groups={self.groups} does not divide")
         check_windows("conv2d", x, (kernel_h, kernel_w),
                       same_padding((kernel_h, kernel_w), self.dilation) if self.padding == "same" else self.padding,
@@ -289,10 +290,10 @@ class Conv2d(Function):
         if x.shape[1] != group_channels * self.groups:
             expects = str(group_channels) if self.groups == 1 else \
                 f"{group_channels * self.groups} (groups={self.groups} of {group_channels})"
-            raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects {expects} "
+            raise ShapeError(f"conv2d: input has {x.shape[1]} channels but weight expects {expects} "
                              f"(input {x.shape}, weight {weight.shape})")
         if bias is not None and bias.shape != (out_channels,):
-            raise ValueError(f"conv2d: bias must have shape ({out_channels},) to match weight "
+            raise ShapeError(f"conv2d: bias must have shape ({out_channels},) to match weight "
                              f"{weight.shape}, got {bias.shape}")
         check_same_float_dtype("conv2d", input=x, weight=weight, **({} if bias is None else {"bias": bias}))
 
