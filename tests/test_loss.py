@@ -153,6 +153,7 @@ SMOOTHINGS = [0.0, 0.3, 1.0]
 @pytest.mark.parametrize("label_smoothing", SMOOTHINGS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["no-weight", "weight"])
 @pytest.mark.parametrize("targets", list(INDEX_TARGETS))
+@requires_torch
 def test_cross_entropy_on_indices_with_every_option_matches_torch(targets, weighted, label_smoothing, reduction):
     logits = 2 * randn(5, 4, seed=1)
     labels, ignore_index = INDEX_TARGETS[targets]
@@ -186,6 +187,7 @@ def test_cross_entropy_on_probabilities_with_every_option_matches_torch(target_k
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
 @pytest.mark.parametrize("weighted", [False, True], ids=["no-weight", "weight"])
+@requires_torch
 def test_cross_entropy_with_every_row_ignored_is_nan_mean_and_zero_gradient_as_torch(weighted, label_smoothing,
                                                                                      reduction):
     logits, labels = randn(3, 4, seed=1), np.array([-100, -100, -100])
@@ -204,6 +206,7 @@ def test_cross_entropy_with_every_row_ignored_is_nan_mean_and_zero_gradient_as_t
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
 @pytest.mark.parametrize("finite", [True, False], ids=["finite-logits", "inf-and-nan-logits"])
+@requires_torch
 def test_an_ignored_row_adds_nothing_and_passes_no_gradient_back_as_in_torch(finite, label_smoothing):
     """Its term is 0 even for non-finite logits; the gradient is 0 even for a NaN upstream value (with
     non-finite logits the softmax's backward still spreads their NaN over the row, in PyTorch too)."""
@@ -229,6 +232,7 @@ def test_cross_entropy_takes_uint8_labels_with_a_negative_ignore_index():
     check_op(mine, lambda logits, labels: theirs(logits, labels.long()), logits, labels)
 
 
+@requires_torch
 def test_cross_entropy_weight_may_be_an_array_or_a_list():
     """Made a tensor on the logits' device, as a target is: a list of floats is float32, as always."""
     logits, labels, weight = randn(4, 3, seed=1), np.array([0, 2, 1, 2]), class_weight(3)
@@ -241,6 +245,7 @@ def test_cross_entropy_weight_may_be_an_array_or_a_list():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
+@requires_torch
 def test_cross_entropy_loss_module_takes_every_option_as_torch(reduction):
     logits, labels, weight = randn(5, 4, seed=1), np.array([0, 3, 1, 3, 2]), class_weight(4)
     options = dict(ignore_index=3, reduction=reduction, label_smoothing=0.2)
