@@ -66,9 +66,7 @@ class SyncBatchNormFunction(BatchNorm):
             raise ValueError(f"sync_batch_norm: expected more than 1 value per channel over all ranks when "
                              f"training, got {int(count)} (input of shape {x.shape} on this rank)")
         if self.running_mean is not None:
-            momentum = self.momentum
-            self.running_mean[...] = (1 - momentum) * self.running_mean + momentum * mean
-            self.running_var[...] = (1 - momentum) * self.running_var + momentum * var * (count / (count - 1))
+            self.update_running(mean, var, count)  # with the global mean, variance and count
         centered -= spread((mean - local_mean).astype(x.dtype), x)  # x - mu, mu the global mean
         inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
         scale = inv_std if weight is None else inv_std * weight

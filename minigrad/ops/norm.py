@@ -69,6 +69,15 @@ class BatchNorm(Function):
         self.running_mean, self.running_var = running_mean, running_var
         self.training, self.momentum, self.eps = training, momentum, eps
 
+    def update_running(self, mean, var, count):
+        """running = (1 - momentum) running + momentum batch_stat, in place, from m = ``count`` values per channel.
+
+        The running variance estimates the population's, so it takes the unbiased m/(m-1) var.
+        """
+        momentum = self.momentum
+        self.running_mean[...] = (1 - momentum) * self.running_mean + momentum * mean
+        self.running_var[...] = (1 - momentum) * self.running_var + momentum * var * (count / (count - 1))
+
     def _check_inputs(self, x, weight, bias):
         if x.ndim not in (2, 4):
             raise ShapeError(f"batch_norm: expected input of shape (N, C) or (N, C, H, W), got {x.shape}")
@@ -112,10 +121,7 @@ class BatchNorm(Function):
                 out[:, part] += spread(bias[part], x)
         by_channel(normalize, x)
         if self.training and self.running_mean is not None:
-            # the running variance estimates the population's, so it takes the unbiased m/(m-1) var
-            momentum = self.momentum
-            self.running_mean[...] = (1 - momentum) * self.running_mean + momentum * mean
-            self.running_var[...] = (1 - momentum) * self.running_var + momentum * var * (count / (count - 1))
+            self.update_running(mean, var, count)
         inv_std = 1 / xp.sqrt(var + self.eps)
         self.count = count
         self.save_for_backward(centered, inv_std, weight)
