@@ -1,15 +1,20 @@
 """mg.data: DataLoader batching and resume, the dataset readers on the shared real files and on
 tiny files written here, where datasets are looked for, downloads, and every kind of damaged file."""
+import functools
 import gzip
 import hashlib
+import http.server
 import io
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import urllib.error
+import zipfile
 
 import numpy as np
 import pytest
@@ -402,6 +407,186 @@ def test_download_into_root_with_patched_checksums(tmp_path, monkeypatch):
     assert sorted(os.listdir(dataset.folder)) == names
 
 
+@pytest.fixture
+def http_folder(tmp_path, monkeypatch):
+    """A local HTTP server for ``tmp_path/www``: returns (folder, base URL); real urlopen, real Content-Length."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # no request log on stderr, where the progress bar goes
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_download_over_http_shows_a_sized_progress_bar_and_checks_the_md5(tmp_path, http_folder, capsys):
+    folder, base = http_folder
+    data = bytes(range(256)) * 12  # 3 KiB
+    (folder / "blob.bin").write_bytes(data)
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "blob.bin"
+    find.download(base + "blob.bin", target, hashlib.md5(data).hexdigest())
+    assert target.read_bytes() == data and os.listdir(tmp_path / "out") == ["blob.bin"]
+    err = capsys.readouterr().err
+    assert "blob.bin: 100%" in err and "3.00k/3.00k" in err  # total from Content-Length: 3072 bytes
+
+    target.unlink()
+    with pytest.raises(ValueError, match=r"download of http://127\.0\.0\.1:\d+/blob\.bin failed its checksum.*"
+                                         r"published 0{32}; nothing was saved"):
+        find.download(base + "blob.bin", target, "0" * 32)
+    assert os.listdir(tmp_path / "out") == []  # no .part file and no blob.bin left behind
+    with pytest.raises(OSError, match=r"could not download http://127.*/absent\.bin to .*404"):
+        find.download(base + "absent.bin", target, "0" * 32)
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_download_progress_can_be_off_and_needs_no_tqdm(tmp_path, monkeypatch, capsys):
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"minigrad" * 100)
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    find.download(source.as_uri(), tmp_path / "a.bin", md5, progress=False)  # file:// URLs work too
+    assert (tmp_path / "a.bin").read_bytes() == source.read_bytes() and capsys.readouterr().err == ""
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed: import tqdm fails
+    find.download(source.as_uri(), tmp_path / "b.bin", md5)
+    assert (tmp_path / "b.bin").read_bytes() == source.read_bytes() and capsys.readouterr().err == ""
+
+    monkeypatch.delitem(sys.modules, "tqdm")
+    serve(monkeypatch, {"https://example.org/c.bin": source.read_bytes()})  # a response without headers
+    find.download("https://example.org/c.bin", tmp_path / "c.bin", md5)
+    err = capsys.readouterr().err
+    assert "c.bin: 800B" in err and "%" not in err  # no Content-Length: a byte count, no percentage
+
+
+def test_mnist_download_from_a_file_url_shows_progress(tmp_path, monkeypatch, capsys):
+    """MNIST(download=True) goes through find.download: its url and md5 table are all that name the publisher."""
+    pixels, labels = tiny_mnist(tmp_path / "publisher", n=4, prefix="t10k")
+    names = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    monkeypatch.setattr(MNIST, "url", (tmp_path / "publisher").as_uri() + "/")
+    monkeypatch.setattr(MNIST, "md5", {name: hashlib.md5((tmp_path / "publisher" / name).read_bytes()).hexdigest()
+                                       for name in names})
+    dataset = MNIST(root=tmp_path / "data", train=False, download=True)
+    assert len(dataset) == 4 and dataset.folder == str(tmp_path / "data" / "mnist") and not dataset.is_sample
+    np.testing.assert_array_equal(dataset.labels, labels)
+    np.testing.assert_array_equal(dataset.images[:, 0] * 255, pixels)
+    assert sorted(os.listdir(dataset.folder)) == names
+    err = capsys.readouterr().err
+    assert all(f"{name}: 100%" in err for name in names)
+
+    monkeypatch.setitem(MNIST.md5, names[0], "0" * 32)
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz failed its checksum"):
+        MNIST(root=tmp_path / "other", train=False, download=True)
+    assert os.listdir(tmp_path / "other" / "mnist") == []
+
+
+# ---------------------------------------------------------------- the MNIST sample bundled with the package
+
+SAMPLE_FILES = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+                "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return MNIST.sample(train=True), MNIST.sample(train=False)
+
+
+def test_sample_counts_shapes_dtypes_and_labels(sample):
+    train, test = sample
+    assert (len(train), len(test)) == (10000, 2000)
+    for dataset in (train, test):
+        assert dataset.is_sample and dataset.folder == MNIST.SAMPLE_FOLDER and isinstance(dataset, MNIST)
+        assert dataset.images.dtype == np.float32 and dataset.images.shape == (len(dataset), 1, 28, 28)
+        assert dataset.labels.dtype == np.int64 and dataset.labels.shape == (len(dataset),)
+        assert dataset.images.min() == 0.0 and dataset.images.max() == 1.0
+        assert set(np.unique(dataset.labels).tolist()) == set(range(10))
+        assert dataset.classes == [str(d) for d in range(10)]
+    assert train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # the official files' first labels
+    assert test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert np.bincount(train.labels).tolist() == [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    image, label = test[0]
+    assert image.shape == (1, 28, 28) and label == 7
+    assert MNIST.is_sample is False and len(DataLoader(test, batch_size=500)) == 4
+
+
+@needs_shared
+def test_sample_is_a_prefix_of_the_official_files(sample, shared_mnist):
+    for name in SAMPLE_FILES:
+        bundled = mnist.read_idx(os.path.join(MNIST.SAMPLE_FOLDER, name))
+        full = mnist.read_idx(os.path.join(SHARED_MNIST, name))
+        assert len(bundled) == (10000 if name.startswith("train") else 2000) < len(full)
+        np.testing.assert_array_equal(bundled, full[:len(bundled)])
+        with gzip.open(os.path.join(MNIST.SAMPLE_FOLDER, name)) as f, gzip.open(os.path.join(SHARED_MNIST, name)) as g:
+            raw, official = f.read(), g.read()
+        header = 16 if "images" in name else 8  # only the count, bytes 4-7, differs
+        assert raw[:4] == official[:4] and raw[8:header] == official[8:header]
+        assert raw[header:] == official[header:len(raw)]
+    for dataset, full in zip(sample, shared_mnist):
+        np.testing.assert_array_equal(dataset.images, full.images[:len(dataset)])
+        np.testing.assert_array_equal(dataset.labels, full.labels[:len(dataset)])
+        assert not full.is_sample
+
+
+def test_sample_files_match_the_md5s_in_their_readme():
+    with open(os.path.join(MNIST.SAMPLE_FOLDER, "README.md")) as f:
+        readme = f.read()
+    assert "CC BY-SA 3.0" in readme and "http://yann.lecun.com/exdb/mnist/" in readme
+    for name in SAMPLE_FILES:
+        row = re.search(rf"^\| `{re.escape(name)}` \|.*\| `([0-9a-f]{{32}})` \| `([0-9a-f]{{32}})` \|$", readme, re.M)
+        assert row, f"README.md has no row for {name}"
+        with open(os.path.join(MNIST.SAMPLE_FOLDER, name), "rb") as f:
+            data = f.read()
+        assert (hashlib.md5(data).hexdigest(), hashlib.md5(gzip.decompress(data)).hexdigest()) == row.groups()
+        assert f"| {len(data):,} |" in row.group(0)
+
+
+def test_fashion_mnist_has_no_sample_and_a_missing_sample_says_so(tmp_path, monkeypatch):
+    assert FashionMNIST.SAMPLE_FOLDER is None and FashionMNIST.is_sample is False
+    with pytest.raises(FileNotFoundError, match=r"FashionMNIST\.sample\(\): minigrad bundles no sample of "
+                                                r"fashion-mnist \(only MNIST ships one\).*download=True"):
+        FashionMNIST.sample()
+    tiny_mnist(tmp_path / "broken", n=2, prefix="train")  # training files only: the test half is "missing"
+    monkeypatch.setattr(MNIST, "SAMPLE_FOLDER", str(tmp_path / "broken"))
+    assert len(MNIST.sample()) == 2
+    with pytest.raises(FileNotFoundError, match=r"MNIST\.sample\(\): the bundled sample in .*broken lacks "
+                                                r"t10k-images-idx3-ubyte\[\.gz\], t10k-labels.*reinstall minigrad"):
+        MNIST.sample(train=False)
+
+
+def test_sample_is_in_the_wheel_and_found_from_an_installed_package(tmp_path):
+    """A non-editable wheel carries the sample (pyproject's package data), and MNIST.sample() finds it there."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = tmp_path / "source"  # built from a copy, so that the build writes nothing into the checkout
+    source.mkdir()
+    for name in ["pyproject.toml", "README.md"]:
+        shutil.copy(os.path.join(repo, name), source)
+    for name in ["minigrad", "models"]:
+        shutil.copytree(os.path.join(repo, name), source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "-w", str(tmp_path / "wheel"), "--no-deps",
+                    "--no-build-isolation", "-q"], cwd=source, check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("minigrad-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")  # a pure-Python wheel installs by unpacking
+        shipped = {name for name in archive.namelist() if "/samples/" in name}
+    assert shipped == {f"minigrad/data/samples/mnist/{name}" for name in SAMPLE_FILES + ["README.md"]}
+    code = ("import minigrad.data as d; s = d.MNIST.sample(train=False); "
+            "print(d.__file__, d.MNIST.SAMPLE_FOLDER, len(s), s.is_sample, s.labels[:3].tolist())")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"), HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
+                         capture_output=True, text=True).stdout.split(" ", 2)
+    site = str(tmp_path / "site")
+    assert out[0] == os.path.join(site, "minigrad", "data", "__init__.py")  # the installed copy, not the checkout
+    assert out[1] == os.path.join(site, "minigrad", "data", "samples", "mnist")
+    assert out[2].strip() == "2000 True [7, 2, 1]"
+
+
 # ---------------------------------------------------------------- CIFAR-10
 
 @needs_shared
@@ -500,11 +685,12 @@ def cifar_tarball(tmp_path, extra=None):
     return buffer.getvalue()
 
 
-def test_cifar_download_unpacks_the_tarball(tmp_path, monkeypatch):
+def test_cifar_download_unpacks_the_tarball(tmp_path, monkeypatch, capsys):
     archive = cifar_tarball(tmp_path)
     serve(monkeypatch, {cifar.URL: archive})
     monkeypatch.setattr(cifar, "MD5", hashlib.md5(archive).hexdigest())
     dataset = CIFAR10(train=False, download=True)
+    assert "cifar-10-python.tar.gz: " in capsys.readouterr().err  # find.download's progress bar
     cache = tmp_path / "home" / ".cache" / "minigrad"
     assert len(dataset) == 2 and dataset.folder == str(cache / "cifar-10-batches-py")
     assert os.listdir(cache) == ["cifar-10-batches-py"]  # the tarball is gone, nothing half-written is left

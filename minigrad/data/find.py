@@ -15,13 +15,15 @@ and nothing found, the files are fetched from their publisher into
 ``root/<name>`` or ``~/.cache/minigrad/<name>``. Every download is checked
 against the MD5 sum its publisher lists and written to a temporary file that
 is renamed into place only once verified, so a failed or tampered download
-never leaves a file that looks complete. Tarballs are unpacked member by
-member, refusing links, absolute paths and ``..``.
+never leaves a file that looks complete. While it runs, a tqdm progress bar
+(when tqdm is installed) shows the bytes fetched on stderr. Tarballs are
+unpacked member by member, refusing links, absolute paths and ``..``.
 """
 import gzip
 import hashlib
 import os
 import posixpath
+import sys
 import tarfile
 import uuid
 import zlib
@@ -72,15 +74,26 @@ def locate(dataset, name, missing, root=None, system_places=(), download=None, h
                             f"To get them: {how_to_get}")
 
 
-def download(url, path, md5):
-    """Fetch ``url`` into ``path`` if the bytes' MD5 is ``md5``; otherwise raise ValueError and keep nothing."""
+def download(url, path, md5, progress=True):
+    """Fetch ``url`` into ``path`` if the bytes' MD5 is ``md5``; otherwise raise ValueError and keep nothing.
+
+    ``progress`` shows a tqdm bar on stderr (sized from Content-Length when
+    the server sends it); without tqdm installed, nothing is shown.
+    """
     temporary = f"{path}.{uuid.uuid4().hex}.part"
     digest = hashlib.md5()
     try:
         with urlopen(url, timeout=60) as response, open(temporary, "wb") as out:
-            while chunk := response.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
+            bar = progress_bar(os.path.basename(path), content_length(response)) if progress else None
+            try:
+                while chunk := response.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+            finally:
+                if bar is not None:
+                    bar.close()
         if digest.hexdigest() != md5:
             raise ValueError(f"download of {url} failed its checksum: MD5 {digest.hexdigest()}, "
                              f"published {md5}; nothing was saved (a corrupted or altered file). Try again.")
@@ -90,6 +103,23 @@ def download(url, path, md5):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def content_length(response):
+    """The size the server announced for ``response`` (Content-Length), or None when it sent none."""
+    headers = getattr(response, "headers", None)
+    length = headers.get("Content-Length") if headers is not None else None
+    return int(length) if length is not None and length.strip().isdigit() else None
+
+
+def progress_bar(description, total):
+    """A tqdm bar counting bytes on stderr (``total`` bytes, or open-ended when None); None without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
+                file=sys.stderr)
 
 
 def extract_tar(archive, into, top):

@@ -19,6 +19,10 @@ shared MNIST training set is a 14,262-image prefix of the official 60,000).
 Images come out as float32 (N, 1, 28, 28) in [0, 1] (``pixels / 255``, what
 ``transforms.ToTensor()`` and the Keras tutorials' ``x / 255`` give), labels
 as int64 (N,).
+
+The package ships a small real sample, the first 10,000 training and 2,000
+test digits of the official files (``samples/mnist/``, its README says how it
+was made): ``MNIST.sample()`` loads it with no download and no data folder.
 """
 import contextlib
 import gzip
@@ -109,9 +113,14 @@ class MNIST(TensorDataset):
     ``train-*`` (else ``t10k-*``). ``download=True`` fetches the files when
     they are not found. Item ``i`` is ``(image, label)``; ``classes`` names
     the labels. Keras: ``keras.datasets.mnist.load_data()``.
+    ``MNIST.sample(train)`` is the bundled 10,000 + 2,000 image sample
+    (``is_sample`` is True there, False for the full data).
     """
 
     name = "mnist"
+    # The bundled sample, inside the installed package (package data in pyproject.toml).
+    SAMPLE_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples", "mnist")
+    is_sample = False
     classes = [str(digit) for digit in range(10)]
     url = "https://ossci-datasets.s3.amazonaws.com/mnist/"
     md5 = {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -150,6 +159,27 @@ class MNIST(TensorDataset):
         self.folder = folder
         super().__init__(self.images, self.labels)
 
+    @classmethod
+    def sample(cls, train=True):
+        """The sample bundled with minigrad: the first 10,000 training (or 2,000 test) images of the official files.
+
+        Enough to train and check a small network offline; the counts come
+        from the files' headers as for the full data.
+        """
+        if cls.SAMPLE_FOLDER is None:
+            raise FileNotFoundError(f"{cls.__name__}.sample(): minigrad bundles no sample of {cls.name} "
+                                    f"(only MNIST ships one). To get the data: "
+                                    + cls.how_to_get.format(name=cls.name))
+        prefix = "train" if train else "t10k"
+        lacking = cls._missing(cls.SAMPLE_FOLDER, [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"])
+        if lacking:
+            raise FileNotFoundError(f"{cls.__name__}.sample(): the bundled sample in {cls.SAMPLE_FOLDER} lacks "
+                                    f"{', '.join(lacking)}; the installation is incomplete (reinstall minigrad, "
+                                    f"whose package data includes samples/mnist/*.gz)")
+        dataset = cls(root=cls.SAMPLE_FOLDER, train=train)
+        dataset.is_sample = True
+        return dataset
+
     @staticmethod
     def _path(folder, file):
         """``folder/file``, or ``folder/file.gz`` when only the gzipped file is there."""
@@ -183,5 +213,6 @@ class FashionMNIST(MNIST):
            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}
     system_places = ("/usr/share/datasets/fashion-mnist",)
+    SAMPLE_FOLDER = None  # no Fashion-MNIST sample is bundled: FashionMNIST.sample() says so
     how_to_get = ("install the Debian package (apt-get install dataset-fashion-mnist, into "
                   "/usr/share/datasets/fashion-mnist), or " + MNIST.how_to_get)
