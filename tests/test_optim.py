@@ -342,7 +342,7 @@ def test_a_big_weight_updated_in_threads_equals_one_thread_bit_for_bit(monkeypat
 @requires_torch
 def test_a_big_weight_updated_in_threads_matches_torch(monkeypatch):
     # pieces of an odd size: each thread's slice ends in a shorter piece
-    monkeypatch.setattr(mg.optim, "_PIECE", 12345)
+    monkeypatch.setattr(mg.optim.adam, "_PIECE", 12345)
     mine, _ = adam_on_a_big_weight(2, monkeypatch, dtype=np.float64)
     rng = np.random.default_rng(1)
     weight = torch.tensor(rng.standard_normal((700, 500)), requires_grad=True)

@@ -78,7 +78,7 @@ SPECS = {
     # ReLU's backward: the upstream gradient where y > 0, else 0, even a NaN or inf gradient (as PyTorch)
     "relu_backward": Kernel(
         "T grad, T y", "T grad_x", "grad_x = y > (T)0 ? grad : (T)0", "minigrad_relu_backward", ()),
-    # optim._adam_update in one pass over p, m, v: the same operations in the same order, each
+    # optim.adam._adam_update in one pass over p, m, v: the same operations in the same order, each
     # rounded on its own; 1 - beta1 and 1 - beta2 come from the host, as NumPy computes them
     "adam": Kernel(
         "T grad, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T bias_correction2_sqrt, "
@@ -156,7 +156,7 @@ def relu_backward(grad, y):
 
 
 def adam_update(p, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size):
-    """One Adam step on CuPy arrays p, m, v (updated in place), as optim._adam_update."""
+    """One Adam step on CuPy arrays p, m, v (updated in place), as optim.adam._adam_update."""
     kernel("adam")(grad, beta1, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, step_size, p, m, v)
 
 
