@@ -4,14 +4,12 @@ images/small_network_graph.svg: the graph of Linear -> BatchNorm1d -> ReLU ->
 Linear -> cross_entropy on a batch of 16, as engine.md shows it.
 """
 import os
-import sys
+
+import minigrad as mg
+import minigrad.nn.functional as F
+from minigrad import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # run from anywhere without installing
-
-import minigrad as mg  # noqa: E402
-import minigrad.nn.functional as F  # noqa: E402
-from minigrad import nn  # noqa: E402
 
 
 def small_network_graph(path):

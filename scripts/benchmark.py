@@ -39,18 +39,14 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 import tracemalloc
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import minigrad as mg  # (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
+import numpy as np
 
-import minigrad as mg  # noqa: E402  (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
-import numpy as np  # noqa: E402
-
-import minigrad.nn.functional as F  # noqa: E402
-from minigrad import nn  # noqa: E402
-from models import build  # noqa: E402
+import minigrad.nn.functional as F
+from models import build, torch_twin
 
 try:
     import torch
@@ -62,35 +58,6 @@ INPUT_SHAPES = {"mnist_bn": (1, 28, 28), "cifar_bn": (3, 32, 32), "mlp_bn": (20,
 CLASSES = {"catsdogs_logreg": 2, "catsdogs_wide": 2, "catsdogs_deep": 2}  # the others have 10
 DEFAULT_BATCHES = {"mnist_bn": [64, 256], "cifar_bn": [64], "mlp_bn": [32], "catsdogs_logreg": [10],
                    "catsdogs_wide": [10], "catsdogs_deep": [10]}
-
-
-def to_torch(module):
-    """The same network in torch.nn, layer for layer (weights are copied separately)."""
-    tnn = torch.nn
-    if isinstance(module, nn.Sequential):
-        return tnn.Sequential(*[to_torch(layer) for layer in module])
-    if isinstance(module, nn.Conv2d):
-        # padding "same" with an even kernel: torch, like minigrad, puts the extra row/column last
-        return tnn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                          module.padding, bias=module.bias is not None)
-    if isinstance(module, nn.Linear):
-        return tnn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        layer = getattr(tnn, type(module).__name__)(module.num_features, eps=module.eps, momentum=module.momentum)
-        if module.weight is None:
-            layer.register_parameter("weight", None)
-        return layer
-    if isinstance(module, nn.MaxPool2d):
-        return tnn.MaxPool2d(module.kernel_size, module.stride, module.padding)
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return tnn.AdaptiveAvgPool2d(1)
-    if isinstance(module, nn.Dropout):
-        return tnn.Dropout(module.p)
-    if isinstance(module, nn.Flatten):
-        return tnn.Flatten(module.start_dim, module.end_dim)
-    if isinstance(module, nn.ReLU):
-        return tnn.ReLU()
-    raise TypeError(f"benchmark: no PyTorch twin for {type(module).__name__}")
 
 
 def median_ms(times):
@@ -191,8 +158,7 @@ def model_steps(name, batch_size, device, with_torch):
     if not with_torch:
         return minigrad_step, None
     torch_device = "cuda" if device.startswith("cuda") else "cpu"
-    twin = to_torch(model).to(torch_device)
-    twin.load_state_dict({key: torch.tensor(value.numpy()) for key, value in model.state_dict().items()})
+    twin = torch_twin.twin(model).to(torch_device)
     twin_optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
     tx, ty = torch.tensor(x_array, device=torch_device), torch.tensor(y_array, device=torch_device)
 

@@ -25,14 +25,12 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import minigrad as mg  # (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
+import numpy as np
 
-import minigrad as mg  # noqa: E402  (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
-import numpy as np  # noqa: E402
-
-import minigrad.nn.functional as F  # noqa: E402
-import models  # noqa: E402
-from models import datasets  # noqa: E402
+import minigrad.nn.functional as F
+import models
+from models import datasets
 
 # model -> (data folder under --data-dir, target test accuracy, the init names for "small" and "pytorch")
 SETUPS = {"mnist_bn": ("mnist", 0.97, {"small": "seed", "pytorch": "pytorch"}),

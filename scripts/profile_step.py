@@ -10,18 +10,15 @@ step: Python between nodes, the graph walk, allocating gradients.
 """
 import argparse
 import collections
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import minigrad as mg  # (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
+import numpy as np
 
-import minigrad as mg  # noqa: E402  (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
-import numpy as np  # noqa: E402
-
-import minigrad.nn.functional as F  # noqa: E402
-from minigrad.autograd import Function  # noqa: E402
-from models import build  # noqa: E402
+import minigrad.nn.functional as F
+from minigrad.autograd import Function
+from models import build
 
 INPUT_SHAPES = {"mnist_bn": (1, 28, 28), "cifar_bn": (3, 32, 32), "mlp_bn": (20,),
                 "catsdogs_logreg": (3, 224, 224), "catsdogs_wide": (3, 224, 224), "catsdogs_deep": (3, 224, 224)}

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from scriptload import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,8 +75,7 @@ def test_benchmark_times_minigrad_alone_where_pytorch_cannot_run(tmp_path, gpu_e
 
 
 def test_time_alternating_times_each_step_of_each_run():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import benchmark
+    benchmark = load_script("benchmark")
     calls = {"a": 0, "b": 0}
 
     def counter(key):
@@ -90,8 +90,7 @@ def test_time_alternating_times_each_step_of_each_run():
 
 
 def test_step_time_is_the_steps_after_the_first_and_the_first_is_apart():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import benchmark
+    benchmark = load_script("benchmark")
     runs = [[0.050, 0.010, 0.012], [0.070, 0.011, 0.013], [0.060, 0.030, 0.040]]
     step, first = benchmark.step_and_first_ms(runs)
     assert step == pytest.approx(12.0) and first == pytest.approx(60.0)  # medians of (11, 12, 35) and (50, 70, 60)
@@ -112,27 +111,6 @@ def test_benchmark_times_single_ops():
     stdout = run_benchmark("--models", "mlp_bn", "--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--pause", "0")
     for op in ("conv2d", "max_pool2d", "batch_norm"):
         assert any(line.startswith(op) for line in stdout.splitlines()), op
-
-
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own speed
-def test_torch_twin_computes_what_minigrad_computes():
-    """The PyTorch network the benchmark times is the same network, with the same weights."""
-    import numpy as np
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import benchmark
-    import minigrad as mg
-    from models import build
-    for name, shape in [("mnist_bn", (2, 1, 28, 28)), ("cifar_bn", (2, 3, 32, 32)),
-                        ("catsdogs_deep", (2, 3, 128, 128)), ("catsdogs_wide", (2, 3, 64, 64))]:
-        options = {"image_size": shape[-1]} if name.startswith("catsdogs") else {}
-        model = build(name, **options).eval()
-        twin = benchmark.to_torch(model).eval()
-        twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        with mg.no_grad(), torch.no_grad():
-            np.testing.assert_allclose(model(mg.tensor(x)).numpy(), twin(torch.tensor(x)).numpy(),
-                                       rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_profile_step_prints_a_table_that_adds_up():

@@ -1,15 +1,14 @@
 """scripts/bn_ablation.py runs a tiny ablation and writes its figure and table."""
 import json
 import os
-import sys
 
 import pytest
+from scriptload import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "..", "shared", "data")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-import bn_ablation  # noqa: E402
+bn_ablation = load_script("bn_ablation")
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "mnist")), reason="the shared MNIST files are not here")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from scriptload import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "gpu_check.py")
@@ -60,8 +61,7 @@ def test_a_data_folder_given_but_missing_is_one_clear_line(tmp_path):
 
 
 def test_without_mnist_in_data_or_shared_it_says_where_to_put_it(tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import gpu_check
+    gpu_check = load_script("gpu_check")
     monkeypatch.setattr(gpu_check, "ROOT", str(tmp_path / "repo"))  # no data/ there, nor ../shared beside it
     with pytest.raises(SystemExit) as exit_info:
         gpu_check.parse_args(["--dry-run"])
