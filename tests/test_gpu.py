@@ -520,7 +520,7 @@ def test_float32_products_are_not_tf32_whatever_the_environment(cupy, monkeypatc
 @needs_mnist
 def test_train_resumes_bit_for_bit_on_the_gpu_and_evaluate_agrees(cupy, tmp_path, monkeypatch, capsys):
     """Dropout (the GPU's generator), shuffling, augmentation and standardisation, interrupted and resumed."""
-    from test_train import check_resume_bit_for_bit  # test_train finds scripts/
+    from test_train import check_resume_bit_for_bit
     check_resume_bit_for_bit(tmp_path, monkeypatch, capsys, "--device", "cuda")
 
 
@@ -537,8 +537,10 @@ def test_a_training_epoch_of_the_script_waits_for_the_gpu_only_at_its_end(cupy):
     """train.py keeps its loss and accuracy sums on the device: an epoch of 4 steps syncs twice, to read them."""
     if not hasattr(cupy, "_standin"):
         pytest.skip("the sync counter is the stand-in's")
-    from test_train import train  # test_train finds scripts/
-    trainer = train.Trainer(train.parse_args(["mlp_bn", "--device", "cuda", "--limit", "128", "--quiet"]))
+    from models import training
+    from test_train import train
+    args = training.settle(train.parser().parse_args(["mlp_bn", "--device", "cuda", "--limit", "128", "--quiet"]))
+    trainer = training.Trainer(args)
     trainer.train_epoch(lambda batches, desc: batches)  # the first epoch sets things up
     before = cupy._standin.syncs
     metrics = trainer.train_epoch(lambda batches, desc: batches)

@@ -1,4 +1,5 @@
-"""scripts/train.py and scripts/evaluate.py on tiny data: outputs, bit-exact resume, Ctrl-C, errors."""
+"""The training application (models/training.py behind scripts/train.py, evaluate.py) on tiny data:
+outputs, bit-exact resume, Ctrl-C. The command line's checks and messages are in test_cli.py."""
 import json
 import os
 import signal
@@ -11,20 +12,29 @@ import pytest
 
 import minigrad as mg
 
+from models import cli, training
+from scriptload import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "scripts")
 MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
 CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
-sys.path.insert(0, SCRIPTS)
-
-import evaluate  # noqa: E402
-import train  # noqa: E402
+train, evaluate = load_script("train"), load_script("evaluate")
 
 needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST), reason="the shared MNIST files are not here")
 
 
+def train_main(argv):
+    """train.py's exit status for ``argv``, run in this process (user errors reported, not raised)."""
+    return cli.run(train.main, argv)
+
+
 def run_train(*argv):
-    assert train.main([*argv, "--quiet"]) == 0
+    assert train_main([*argv, "--quiet"]) == 0
+
+
+def run_evaluate(*argv):
+    return cli.run(evaluate.main, argv)
 
 
 def weights(out):
@@ -51,7 +61,7 @@ def test_a_short_run_writes_metrics_checkpoint_and_curves(tmp_path, capsys):
     assert "Total params: 3,275,018" in printed and "epoch 2: train loss" in printed
 
     # evaluate.py rebuilds the model from the checkpoint and finds the same accuracy
-    assert evaluate.main([os.path.join(out, "checkpoint.npz")]) == 0
+    assert run_evaluate(os.path.join(out, "checkpoint.npz")) == 0
     printed = capsys.readouterr().out
     assert f"test accuracy {report['test_accuracy']:.4f}" in printed
     assert "confusion matrix" in printed
@@ -60,7 +70,7 @@ def test_a_short_run_writes_metrics_checkpoint_and_curves(tmp_path, capsys):
 
 def interrupt_in_epoch(monkeypatch, epoch):
     """Make the next run get a Ctrl-C halfway through ``epoch`` (counting from 1)."""
-    original = train.Trainer.train_epoch
+    original = training.Trainer.train_epoch
 
     def train_epoch(self, progress):
         if self.epoch + 1 == epoch:
@@ -71,7 +81,7 @@ def interrupt_in_epoch(monkeypatch, epoch):
                     yield batch
             return original(self, stop_halfway)
         return original(self, progress)
-    monkeypatch.setattr(train.Trainer, "train_epoch", train_epoch)
+    monkeypatch.setattr(training.Trainer, "train_epoch", train_epoch)
 
 
 def check_resume_bit_for_bit(tmp_path, monkeypatch, capsys, *device):
@@ -83,7 +93,7 @@ def check_resume_bit_for_bit(tmp_path, monkeypatch, capsys, *device):
     run_train(*common, "--out", straight)
     with monkeypatch.context() as patch:
         interrupt_in_epoch(patch, 2)
-        assert train.main([*common, "--out", stopped, "--quiet"]) == 130
+        assert train_main([*common, "--out", stopped, "--quiet"]) == 130
     assert mg.load(os.path.join(stopped, "checkpoint.npz"))["epoch"] == 1
     run_train("mnist_bn", "--out", stopped, "--resume")  # on the run's own device
     a, b = weights(straight), weights(stopped)
@@ -93,7 +103,7 @@ def check_resume_bit_for_bit(tmp_path, monkeypatch, capsys, *device):
     metrics = [json.load(open(os.path.join(out, "metrics.json")))["epochs"] for out in (straight, stopped)]
     assert [row["train_loss"] for row in metrics[0]] == [row["train_loss"] for row in metrics[1]]
     capsys.readouterr()
-    assert evaluate.main([os.path.join(stopped, "checkpoint.npz"), *device]) == 0
+    assert run_evaluate(os.path.join(stopped, "checkpoint.npz"), *device) == 0
     accuracy = json.load(open(os.path.join(stopped, "metrics.json")))["test_accuracy"]
     assert f"test accuracy {accuracy:.4f}" in capsys.readouterr().out
 
@@ -157,31 +167,10 @@ def test_catsdogs_models_train_on_an_image_folder(tmp_path):
         assert report["args"]["image_size"] == 128 and 0 <= report["test_accuracy"] <= 1
 
 
-def test_clear_errors(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("MINIGRAD_DATA", raising=False)
-    with pytest.raises(SystemExit, match="--resume needs --out"):
-        train.main(["mlp_bn", "--resume"])
-    with pytest.raises(SystemExit, match="no checkpoint"):
-        train.main(["mlp_bn", "--resume", "--out", str(tmp_path / "nothing")])
-    with pytest.raises(FileNotFoundError, match="Looked in"):
-        train.main(["mnist_bn", "--out", str(tmp_path / "x"), "--quiet"])
-    out = str(tmp_path / "done")
-    run_train("mlp_bn", "--epochs", "1", "--out", out)
-    with pytest.raises(SystemExit, match="exists; pass --resume"):
-        train.main(["mlp_bn", "--out", out])
-    broken = tmp_path / "broken.npz"
-    broken.write_bytes(open(os.path.join(out, "checkpoint.npz"), "rb").read()[:100])
-    with pytest.raises(ValueError, match="broken.npz"):
-        evaluate.main([str(broken)])
-    with pytest.raises(SystemExit, match="no such checkpoint"):
-        evaluate.main([str(tmp_path / "missing.npz")])
-
-
 def test_torch_reference_trains_the_same_network_to_the_same_accuracy(tmp_path):
     """mlp_bn has no dropout, so with the same weights and batches PyTorch's run differs only by rounding."""
     pytest.importorskip("torch")
-    import torch_reference
+    torch_reference = load_script("torch_reference")
     out = str(tmp_path / "run")
     run_train("mlp_bn", "--epochs", "2", "--out", out)
     assert torch_reference.main(["mlp_bn", "--epochs", "2", "--out", out]) == 0

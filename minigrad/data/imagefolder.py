@@ -41,22 +41,17 @@ class ImageFolder(TensorDataset):
     ``interpolation`` is ``"nearest"`` (Keras' default) or any Pillow
     resampling name (``"bilinear"``, ``"bicubic"``, ...). ``classes`` are the
     subfolder names (hidden ones, like ``.ipynb_checkpoints``, are ignored),
-    ``files`` the paths of the images kept, in order.
+    ``files`` the paths of the images kept, in order. ``mode="L"`` reads
+    grayscale images instead, (N, 1, H, W).
     """
 
-    def __init__(self, root, size=(224, 224), interpolation="nearest"):
+    def __init__(self, root, size=(224, 224), interpolation="nearest", mode="RGB"):
         from PIL import Image
 
         root = os.fspath(root)
         if not os.path.isdir(root):
             raise FileNotFoundError(f"ImageFolder: no such folder {root}")
-        if (not isinstance(size, (tuple, list)) or len(size) != 2
-                or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size)):
-            raise ValueError(f"ImageFolder: size must be (height, width), two positive integers, got {size!r}")
-        resample = getattr(Image.Resampling, str(interpolation).upper(), None)
-        if resample is None:
-            raise ValueError(f"ImageFolder: unknown interpolation {interpolation!r}; use 'nearest', 'bilinear', "
-                             f"'bicubic', 'lanczos', 'box' or 'hamming'")
+        _check_options(size, interpolation, mode)
         self.classes = sorted(entry.name for entry in os.scandir(root)
                               if entry.is_dir() and not entry.name.startswith("."))
         if not self.classes:
@@ -72,20 +67,14 @@ class ImageFolder(TensorDataset):
                                     "add images to it or remove it")
         candidates = [(path, label) for label, files in enumerate(files_per_class) for path in files]
 
-        height, width = int(size[0]), int(size[1])
-        images = np.empty((len(candidates), 3, height, width), dtype=np.float32)
+        images = np.empty((len(candidates), len(mode), int(size[0]), int(size[1])), dtype=np.float32)
         kept, labels, skipped = [], [], []
         for path, label in candidates:
             try:
-                with Image.open(path) as image:
-                    image = image.convert("RGB")
-                    if image.size != (width, height):
-                        image = image.resize((width, height), resample)
-                    pixels = np.asarray(image)
+                images[len(kept)] = read_pixels(path, size, interpolation, mode)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
                 skipped.append(f"{path} ({error})")
                 continue
-            images[len(kept)] = pixels.transpose(2, 0, 1)
             kept.append(path)
             labels.append(label)
         if skipped:
@@ -103,6 +92,36 @@ class ImageFolder(TensorDataset):
         self.labels = np.array(labels, dtype=np.int64)
         self.files = kept
         super().__init__(self.images, self.labels)
+
+
+def read_pixels(path, size, interpolation="nearest", mode="RGB"):
+    """One image file as uint8 (C, H, W): converted to ``mode``, resized to ``size`` as ImageFolder does.
+
+    Pillow's errors on a file it cannot read (OSError and its kin) pass through.
+    """
+    from PIL import Image
+
+    _check_options(size, interpolation, mode)
+    height, width = int(size[0]), int(size[1])
+    with Image.open(path) as image:
+        image = image.convert(mode)
+        if image.size != (width, height):
+            image = image.resize((width, height), getattr(Image.Resampling, interpolation.upper()))
+        pixels = np.asarray(image)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def _check_options(size, interpolation, mode):
+    from PIL import Image
+
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise ValueError(f"ImageFolder: size must be (height, width), two positive integers, got {size!r}")
+    if not isinstance(interpolation, str) or getattr(Image.Resampling, interpolation.upper(), None) is None:
+        raise ValueError(f"ImageFolder: unknown interpolation {interpolation!r}; use 'nearest', 'bilinear', "
+                         f"'bicubic', 'lanczos', 'box' or 'hamming'")
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"ImageFolder: mode must be 'RGB' (3 channels) or 'L' (grayscale), got {mode!r}")
 
 
 def _image_files(folder):
