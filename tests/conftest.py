@@ -1,15 +1,10 @@
+import contextlib
+import importlib.util
 import os
+import subprocess
 import sys
 
-# models/ and scripts/ live beside the package, not inside it.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
-import subprocess  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
 
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin")
 _standin_modules = {}
