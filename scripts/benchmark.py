@@ -33,12 +33,12 @@ OMP_NUM_THREADS / MKL_NUM_THREADS) says otherwise; PyTorch likewise
 Memory: the script calls ``mg.backend.reuse_host_memory()`` first, as the
 training script does (``--no-reuse-memory`` to measure without it).
 """
-import argparse
 import datetime
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 import tracemalloc
 
@@ -46,7 +46,7 @@ import minigrad as mg  # (before NumPy: it sets OpenBLAS's thread timeout, see m
 import numpy as np
 
 import minigrad.nn.functional as F
-from models import build, torch_twin
+from models import build, cli, torch_twin, training
 
 try:
     import torch
@@ -307,27 +307,47 @@ def print_header(info, args):
     print("(ms/step: the steps after a run's first, back to back as in training; 1st: the first step after the idle)\n")
 
 
+def check_can_write(option, path):
+    """Fail now, before any timing, if the file ``path`` cannot be written (no such folder, no permission)."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        raise cli.DataError(f"{option} {path}: cannot write it ({error.strerror or error})") from error
+    if not existed:
+        os.remove(path)
+
+
+def parser():
+    p = cli.Parser(prog="benchmark.py", description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", type=cli.device, help="cpu (the default) or cuda (the first GPU)")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_BATCHES), choices=list(DEFAULT_BATCHES))
+    p.add_argument("--batch-sizes", nargs="+", type=cli.positive_int,
+                   help="for every model (default: each model's own)")
+    p.add_argument("--repeats", type=cli.positive_int, default=20, help="timed runs of each case (median reported)")
+    p.add_argument("--warmup", type=cli.nonnegative_int, default=3)
+    p.add_argument("--pause", type=cli.number(float, 0, name="a non-negative number of seconds"), default=0.5,
+                   help="seconds of idle between timed runs, so one framework's spinning threads are gone")
+    p.add_argument("--steps-per-run", type=cli.positive_int, default=5,
+                   help="steps back to back in each timed run: the first, after the pause, is reported apart "
+                        "(cold); the mean of the others is the time per step, as in training (1: cold only)")
+    p.add_argument("--no-ops", action="store_true", help="skip the single-op timings")
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--no-reuse-memory", action="store_true",
+                   help="leave glibc's malloc thresholds alone (see mg.backend.reuse_host_memory)")
+    return p
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_BATCHES), choices=list(DEFAULT_BATCHES))
-    parser.add_argument("--batch-sizes", nargs="+", type=int, help="for every model (default: each model's own)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs of each case (median reported)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--pause", type=float, default=0.5,
-                        help="seconds of idle between timed runs, so one framework's spinning threads are gone")
-    parser.add_argument("--steps-per-run", type=int, default=5,
-                        help="steps back to back in each timed run: the first, after the pause, is reported apart "
-                             "(cold); the mean of the others is the time per step, as in training (1: cold only)")
-    parser.add_argument("--no-ops", action="store_true", help="skip the single-op timings")
-    parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--no-reuse-memory", action="store_true",
-                        help="leave glibc's malloc thresholds alone (see mg.backend.reuse_host_memory)")
-    args = parser.parse_args(argv)
-    if args.steps_per_run < 1:
-        parser.error(f"--steps-per-run must be at least 1, got {args.steps_per_run}")
+    args = parser().parse_args(argv)
+    if args.device.startswith("cuda:"):  # the synchronizer and the recorded GPU are the first one's
+        raise cli.UsageError(f"--device {args.device}: benchmark.py times the first GPU only; pass --device cuda")
+    if args.json:
+        check_can_write("--json", args.json)
     if not args.no_reuse_memory:
         mg.backend.reuse_host_memory()
+    training.check_device(args.device)  # no CuPy, no GPU: one line now, not a traceback from the first step
     no_torch_reason = why_no_torch(args.device)
     with_torch = no_torch_reason is None
     if not with_torch:
@@ -353,7 +373,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"environment": info, "results": rows}, file, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

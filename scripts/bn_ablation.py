@@ -18,7 +18,6 @@ The two initialisations: ``small`` is seed 004's (normal, std 0.01, biases
 0.01), which makes deep signals fade without normalisation; ``pytorch`` is
 PyTorch's default, scaled to each layer's fan-in.
 """
-import argparse
 import json
 import math
 import os
@@ -30,7 +29,7 @@ import numpy as np
 
 import minigrad.nn.functional as F
 import models
-from models import datasets
+from models import cli, datasets, training
 
 # model -> (data folder under --data-dir, target test accuracy, the init names for "small" and "pytorch")
 SETUPS = {"mnist_bn": ("mnist", 0.97, {"small": "seed", "pytorch": "pytorch"}),
@@ -38,23 +37,25 @@ SETUPS = {"mnist_bn": ("mnist", 0.97, {"small": "seed", "pytorch": "pytorch"}),
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="bn_ablation.py", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--data-dir", help="folder holding mnist/ and cifar-10-batches-py/")
-    parser.add_argument("--lrs", nargs="+", type=float, default=[5e-4, 2e-3, 1e-2])
+    parser.add_argument("--lrs", nargs="+", type=cli.positive_float, default=[5e-4, 2e-3, 1e-2])
     parser.add_argument("--inits", nargs="+", default=["small", "pytorch"], choices=["small", "pytorch"])
-    parser.add_argument("--steps", type=int, default=300, help="training steps per run")
-    parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--test-limit", type=int, default=2000)
-    parser.add_argument("--limit", type=int, help="train on the first N training images only")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=cli.positive_int, default=300, help="training steps per run")
+    parser.add_argument("--eval-every", type=cli.positive_int, default=50)
+    parser.add_argument("--test-limit", type=cli.positive_int, default=2000)
+    parser.add_argument("--limit", type=cli.positive_int, help="train on the first N training images only")
+    parser.add_argument("--seed", type=cli.nonnegative_int, default=0)
     parser.add_argument("--out", default="runs/bn_ablation")
     return parser.parse_args(argv)
 
 
 def load(name, split, args, limit):
     folder = os.path.join(args.data_dir, SETUPS[name][0]) if args.data_dir else None
-    dataset = datasets.load(models.DEFAULTS[name]["dataset"], split, folder)
+    dataset_name = models.DEFAULTS[name]["dataset"]
+    with cli.user_files(f"loading the {dataset_name} {'training' if split == 'train' else split} data for {name}"):
+        dataset = datasets.load(dataset_name, split, folder)
     return [a[:limit] for a in dataset.arrays] if limit else list(dataset.arrays)
 
 
@@ -154,12 +155,17 @@ def table(results):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.data_dir and not os.path.isdir(args.data_dir):
+        raise cli.DataError(f"--data-dir {args.data_dir}: "
+                            f"{'not a folder' if os.path.exists(args.data_dir) else 'no such folder'}")
+    training.check_writable(args.out)
     mg.backend.reuse_host_memory()
-    os.makedirs(args.out, exist_ok=True)
+    # every model's data now, so that a missing data set is found before the first run, not hours later
+    data = {name: (load(name, "train", args, args.limit), load(name, "test", args, args.test_limit))
+            for name in args.models}
     results = []
     for name in args.models:
-        train_arrays = load(name, "train", args, args.limit)
-        test_arrays = load(name, "test", args, args.test_limit)
+        train_arrays, test_arrays = data.pop(name)
         runs = []
         for init in args.inits:
             for lr in args.lrs:
@@ -175,7 +181,8 @@ def main(argv=None):
         plot(name, runs, args.lrs, args.inits, os.path.join(args.out, f"{name}.png"))
         results.extend(runs)
     with open(os.path.join(args.out, "results.json"), "w") as file:
-        json.dump({"args": vars(args), "runs": results}, file)
+        json.dump({"args": {key: value for key, value in vars(args).items() if key != "debug"},
+                   "runs": results}, file)
     with open(os.path.join(args.out, "results.md"), "w") as file:
         file.write(table(results) + "\n")
     print(table(results))
@@ -183,4 +190,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -17,7 +17,8 @@ step that hangs or fails is recorded and the others still run:
 ``--dry-run`` takes the same steps on the stand-in (PYTHONPATH=tests/standin,
 MINIGRAD_TEST_CUPY=standin): a subset of the tests, one epoch of 256 images,
 one benchmark run at batch 8. Exit status: 1 if a step failed or ran out of
-time, 2 for a bad option or a missing data folder.
+time or the output folder cannot be written, 2 for a bad option or a missing
+data folder (one line on stderr; ``--debug`` adds the traceback).
 
 The output folder (``--out``; default $OUT when set, else runs/gpu_check)
 holds 7 files, all at its top, since the device tool brings back 8 at most:
@@ -50,6 +51,12 @@ import subprocess
 import sys
 import tempfile
 import time
+
+try:
+    from models import cli, training
+except ImportError:  # minigrad not installed (a bare GPU machine): say how to run from the checkout
+    sys.exit("gpu_check.py: minigrad is not installed here; run it from the repository root as\n"
+             "  PYTHONPATH=. python scripts/gpu_check.py ...   (or pip install -e . first)")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDIN = os.path.join(ROOT, "tests", "standin")
@@ -97,7 +104,7 @@ def output_of(command):
     return result.stdout.rstrip() if result.returncode == 0 else None
 
 
-def find_data(parser, option, given):
+def find_data(option, given):
     """The folder for one data set: ``given`` (or its subfolder of that name), else data/, else ../shared/data."""
     folder, marker, what = DATA[option]
     if given is not None:
@@ -108,10 +115,10 @@ def find_data(parser, option, given):
         if any(os.path.exists(os.path.join(candidate, marker + ending)) for ending in ("", ".gz")):
             return os.path.abspath(candidate)
     if given is not None:
-        parser.error(f"--{option.replace('_', '-')} {given}: no {what} there (no {marker} in it)")
+        raise cli.UsageError(f"--{option.replace('_', '-')} {given}: no {what} there (no {marker} in it)")
     if option == "mnist":
-        parser.error(f"no MNIST in data/{folder} or ../shared/data/{folder}: "
-                     "copy it into data/mnist in the repository, or pass --mnist DIR")
+        raise cli.UsageError(f"no MNIST in data/{folder} or ../shared/data/{folder}: "
+                             "copy it into data/mnist in the repository, or pass --mnist DIR")
     return None
 
 
@@ -187,7 +194,7 @@ def benchmark_summary(report):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="gpu_check.py", description=__doc__.split("\n")[0])
     parser.add_argument("--out", metavar="DIR",
                         default=os.environ.get("OUT") or os.path.join(ROOT, "runs", "gpu_check"),
                         help="output folder (default: $OUT when set, else runs/gpu_check)")
@@ -204,7 +211,7 @@ def parse_args(argv):
     if args.write_versions:
         return args
     for option in DATA:
-        setattr(args, option, find_data(parser, option, getattr(args, option)))
+        setattr(args, option, find_data(option, getattr(args, option)))
     return args
 
 
@@ -214,7 +221,7 @@ def main(argv=None):
         return write_versions(args.write_versions)
     started, deadline = time.monotonic(), time.monotonic() + TOTAL_SECONDS
     out, python, dry = os.path.abspath(args.out), sys.executable, args.dry_run
-    os.makedirs(out, exist_ok=True)
+    training.check_writable(out)
     logs = {name: os.path.join(out, name + ".log") for name in ("gpu_tests", "train", "benchmark")}
     for path in logs.values():
         open(path, "w").close()
@@ -222,8 +229,8 @@ def main(argv=None):
         if os.path.exists(os.path.join(out, f"benchmark_{model}.json")):
             os.remove(os.path.join(out, f"benchmark_{model}.json"))
     env = dict(os.environ, MINIGRAD_TEST_CUPY="standin" if dry else "real", PYTHONUNBUFFERED="1")
-    if dry:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [STANDIN, env.get("PYTHONPATH")]))
+    # the steps run scripts/*.py, whose own folder is all Python adds: the checkout goes on the path too
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [STANDIN if dry else None, ROOT, env.get("PYTHONPATH")]))
     summary = {"dry_run": dry, "date": datetime.datetime.now().isoformat(timespec="seconds"), "out": out,
                "data": {option: getattr(args, option) for option in DATA}, "versions": {}, "steps": {}}
     train_metrics = {}
@@ -293,4 +300,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

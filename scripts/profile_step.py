@@ -8,7 +8,6 @@ timer for the run, so the table adds up the time spent inside each kind of
 node (all Conv2d layers together, for example); "other" is the rest of the
 step: Python between nodes, the graph walk, allocating gradients.
 """
-import argparse
 import collections
 import sys
 import time
@@ -18,7 +17,7 @@ import numpy as np
 
 import minigrad.nn.functional as F
 from minigrad.autograd import Function
-from models import build
+from models import build, cli
 
 INPUT_SHAPES = {"mnist_bn": (1, 28, 28), "cifar_bn": (3, 32, 32), "mlp_bn": (20,),
                 "catsdogs_logreg": (3, 224, 224), "catsdogs_wide": (3, 224, 224), "catsdogs_deep": (3, 224, 224)}
@@ -48,10 +47,10 @@ def instrument(totals):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="profile_step.py", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="mnist_bn", choices=sorted(INPUT_SHAPES))
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64)
+    parser.add_argument("--steps", type=cli.positive_int, default=20, help="timed steps (after 3 untimed)")
     args = parser.parse_args(argv)
     mg.backend.reuse_host_memory()
     mg.manual_seed(0)
@@ -90,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

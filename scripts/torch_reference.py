@@ -20,12 +20,7 @@ import time
 import numpy as np
 
 import minigrad as mg
-from models import torch_twin, training
-
-try:
-    import torch
-except ImportError:
-    torch = None
+from models import cli, torch_twin, training
 
 
 def train_script():
@@ -37,13 +32,32 @@ def train_script():
     return module
 
 
+def import_torch():
+    """PyTorch, imported once the command line is known to be good (it takes a second or two)."""
+    try:
+        import torch
+    except ImportError as error:
+        raise cli.DataError(f"PyTorch is not installed ({error}), and it is the reference this script "
+                            "trains: pip install torch (the CPU build will do)") from error
+    return torch
+
+
 def main(argv=None):
-    if torch is None:
-        raise SystemExit("torch_reference.py needs PyTorch: pip install torch")
-    args = train_script().parser().parse_args(argv)
+    train = train_script()
+    parser = train.parser()
+    parser.prog, parser.description = "torch_reference.py", __doc__.split("\n")[0]
+    parser.epilog = "It takes train.py's options, but not --resume: it always trains from the start."
+    args = parser.parse_args(argv)
+    if args.resume:
+        raise cli.UsageError("--resume: torch_reference.py always trains from the start (it keeps no checkpoint)")
+    train.check_options(args)
+    torch = import_torch()
     if args.out is None:  # train.py's default; pass the --out of the train.py run to compare with
         args.out = os.path.join("runs", f"{args.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    trainer = training.Trainer(training.settle(args))
+    training.settle(args)
+    training.check_writable(args.out)
+    training.check_device(args.device)
+    trainer = training.Trainer(args)
     torch.manual_seed(args.seed)
     twin = torch_twin.twin(trainer.model)
     optimizer = torch.optim.Adam(twin.parameters(), lr=args.lr)
@@ -80,4 +94,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
