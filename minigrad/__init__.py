@@ -1,6 +1,7 @@
 """minigrad: a small deep-learning framework with reverse-mode autodiff on NumPy or CuPy."""
-from . import backend, errors
-from .autograd import is_grad_enabled, no_grad
+from . import backend, config, errors
+from . import autograd
+from .autograd import enable_grad, is_grad_enabled, no_grad
 from .backend import float32, float64, int64, manual_seed
 from .tensor import Tensor, result_type, tensor
 from .factories import arange, ones, ones_like, rand, randn, zeros, zeros_like

@@ -25,6 +25,7 @@ running the node and raises naming it, as PyTorch does.
 """
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -47,6 +48,18 @@ class no_grad(contextlib.ContextDecorator):
     def __enter__(self):
         self._previous = is_grad_enabled()
         _state.grad_enabled = False
+
+    def __exit__(self, *exc_info):
+        _state.grad_enabled = self._previous
+        return False
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Record the graph inside this block even within ``no_grad`` (the backward of create_graph uses it)."""
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = True
 
     def __exit__(self, *exc_info):
         _state.grad_enabled = self._previous
@@ -106,10 +119,15 @@ class Function:
         output = Tensor._from_array(result)
         if any(node.needs_input_grad):
             node.inputs = inputs
+            node._output = weakref.ref(output)
             node.saved_versions = saved_versions(node, inputs, arrays, output)
             output.grad_fn = node
             output._requires_grad = True
         return output
+
+    def output(self):
+        """The tensor this node made (a textbook ``backward`` may use it: y in dy/dx = y for exp)."""
+        return self._output()
 
     @property
     def name(self):
@@ -157,12 +175,96 @@ def _common_device(node, inputs, arrays):
                 f"and {tensor.device}; move them with .to(device)")
 
 
-def backward(tensor, grad, retain_graph=False):
+def backward(tensor, grad, retain_graph=False, create_graph=False):
     """Accumulate d(tensor)/d(leaf) * grad into the ``.grad`` of every leaf that needs it."""
+    _run(tensor, grad, retain_graph, create_graph, on_leaf=_accumulate)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple, without touching any ``.grad``.
+
+    PyTorch's ``torch.autograd.grad``: ``outputs`` a tensor (or a sequence
+    of them, their gradients summed), ``grad_outputs`` the gradient of
+    each output (needed unless it is a one-element tensor, when it is 1).
+    With ``create_graph=True`` the gradients are themselves in the graph,
+    so they can be differentiated again; ``retain_graph`` defaults to
+    ``create_graph``. An input that the outputs do not depend on is an
+    error unless ``allow_unused=True``, which gives None for it.
+    """
+    from .tensor import Tensor
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs)
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    for number, tensor in enumerate(inputs):
+        if not isinstance(tensor, Tensor) or not tensor.requires_grad:
+            raise RuntimeError(f"grad: input {number} does not require grad, so it has no gradient "
+                               "(pass tensors created with requires_grad=True, or results computed from them)")
+    retain_graph = create_graph if retain_graph is None else retain_graph
+    wanted = {id(tensor): number for number, tensor in enumerate(inputs)}
+    found = [None] * len(inputs)
+
+    def capture(tensor, gradient):
+        number = wanted.get(id(tensor))
+        if number is not None:
+            found[number] = gradient if found[number] is None else found[number] + gradient
+
+    for output, grad_output in zip(outputs, grad_outputs):
+        if not isinstance(output, Tensor) or not output.requires_grad:
+            raise RuntimeError("grad: an output does not require grad and has no grad_fn: "
+                               "it was not computed from any input that requires grad")
+        _run(output, _initial_grad(output, grad_output, "grad"), retain_graph, create_graph,
+             on_leaf=capture, stop=wanted)
+    for number, gradient in enumerate(found):
+        if gradient is None:
+            if not allow_unused:
+                raise RuntimeError(f"grad: input {number} was not used to compute the outputs (its gradient "
+                                   "would be None); pass allow_unused=True if that is what you mean")
+        elif not isinstance(gradient, Tensor):
+            found[number] = Tensor._from_array(gradient)
+    return tuple(found)
+
+
+def _initial_grad(output, grad_output, caller):
+    """The gradient that starts a backward pass: the given one, or 1 for a one-element output."""
+    from .tensor import Tensor
+    if grad_output is None:
+        if output.data.size != 1:
+            raise RuntimeError(f"{caller}: grad can be implicitly created only for scalar outputs; "
+                               f"pass the gradient of the output (shape {output.shape})")
+        return Tensor._from_array(output.data * 0 + 1)
+    if not isinstance(grad_output, Tensor):
+        raise TypeError(f"{caller}: grad_outputs must be Tensors, got {type(grad_output).__name__}")
+    if grad_output.shape != output.shape:
+        raise RuntimeError(f"{caller}: a grad_output of shape {grad_output.shape} for an output of "
+                           f"shape {output.shape}")
+    return grad_output
+
+
+def _run(tensor, grad, retain_graph, create_graph, on_leaf, stop=None):
+    """The backward pass from ``tensor`` with gradient ``grad`` (an array, or a Tensor with create_graph).
+
+    ``on_leaf(leaf, gradient)`` receives each leaf's gradient; ``stop`` (ids of
+    tensors) names non-leaf tensors whose gradient also goes to ``on_leaf``,
+    once complete (``grad()`` asks for gradients of intermediate results so).
+    """
+    from .tensor import Tensor
+    if create_graph and not isinstance(grad, Tensor):
+        grad = Tensor._from_array(grad)
+    if not create_graph and isinstance(grad, Tensor):
+        grad = grad.data
     root = tensor.grad_fn
     if root is None:
-        _accumulate(tensor, grad)
+        on_leaf(tensor, grad)
         return
+    outputs = {}  # node -> its output tensor, for the tensors grad() asks about
+    if stop:
+        if id(tensor) in stop:
+            outputs[root] = tensor
     # Pass 1: how many consumers does each node have inside this graph?
     consumers = {root: 0}
     stack = [root]
@@ -173,6 +275,8 @@ def backward(tensor, grad, retain_graph=False):
             creator = None if parent is None else parent.grad_fn
             if creator is None:
                 continue
+            if stop and id(parent) in stop:
+                outputs[creator] = parent
             if creator not in consumers:
                 consumers[creator] = 0
                 stack.append(creator)
@@ -184,19 +288,18 @@ def backward(tensor, grad, retain_graph=False):
     while ready:
         node = ready.pop()
         grad_output = grads.pop(node)
+        if node in outputs:
+            on_leaf(outputs[node], grad_output)
         check_versions(node)
-        with on_device_of(grad_output):
-            input_grads = node.backward(grad_output)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
+        input_grads = _node_backward(node, grad_output, create_graph)
         for parent, needs, parent_grad in zip(node.inputs, node.needs_input_grad, input_grads):
             if not needs:
                 continue
             creator = parent.grad_fn
-            with on_device_of(parent_grad):  # a ToDevice node hands back a gradient on another device
+            with on_device_of(parent_grad.data if create_graph else parent_grad):
                 parent_grad = _checked(node, parent, parent_grad)
                 if creator is None:
-                    _accumulate(parent, parent_grad)
+                    on_leaf(parent, parent_grad)
                     continue
                 if creator in grads:
                     grads[creator] = grads[creator] + parent_grad
@@ -211,6 +314,38 @@ def backward(tensor, grad, retain_graph=False):
             node.freed = True
 
 
+def _node_backward(node, grad_output, create_graph):
+    """One node's input gradients, as a tuple: by its array rule, or by its textbook rule on Tensors.
+
+    The array rule (``backward_arrays``, first order only) runs when the fast
+    paths are on and no graph of the gradient is wanted, or when the node has
+    no textbook rule. Otherwise the textbook ``backward`` runs on Tensors,
+    recording its own graph when ``create_graph`` asks for one.
+    """
+    from . import config
+    from .tensor import Tensor
+    textbook = type(node).backward is not Function.backward
+    fast = getattr(node, "backward_arrays", None)
+    if not create_graph and fast is not None and (config.fast or not textbook):
+        with on_device_of(grad_output):
+            result = fast(grad_output)
+        return result if isinstance(result, tuple) else (result,)
+    if not textbook:
+        raise RuntimeError(f"{node.name} has no backward rule written with Tensor ops, so its gradient "
+                           "cannot be differentiated again (create_graph=True)")
+    with on_device_of(grad_output.data if create_graph else grad_output):
+        if create_graph:
+            with enable_grad():
+                result = node.backward(grad_output)
+        else:
+            with no_grad():
+                result = node.backward(Tensor._from_array(grad_output))
+    result = result if isinstance(result, tuple) else (result,)
+    if create_graph:
+        return result
+    return tuple(None if g is None else g.data for g in result)
+
+
 def _check_not_freed(node):
     if getattr(node, "freed", False):
         raise RuntimeError(
@@ -221,8 +356,14 @@ def _check_not_freed(node):
 
 def _checked(node, tensor, grad):
     """A backward rule must give a gradient of its input's shape and dtype: say which did not."""
+    from .tensor import Tensor
     if grad is None:
         raise RuntimeError(f"{node.name}.backward returned no gradient for an input that needs one")
+    if isinstance(grad, Tensor):  # a textbook rule's gradient, in the graph (create_graph)
+        if grad.shape != tensor.shape:
+            raise RuntimeError(f"{node.name}.backward returned a gradient of shape {grad.shape} "
+                               f"for an input of shape {tensor.shape}")
+        return grad if grad.dtype == tensor.dtype else grad.to(tensor.dtype)
     if isinstance(grad, np.generic):
         grad = np.asarray(grad)
     if grad.shape != tensor.shape:
@@ -237,6 +378,12 @@ def _checked(node, tensor, grad):
 def _accumulate(leaf, grad):
     """Add grad into leaf.grad: gradients sum over backward calls until they are zeroed."""
     from .tensor import Tensor
+    if isinstance(grad, Tensor):  # create_graph: .grad is a tensor in the graph, summed out of place
+        if leaf.grad is None:
+            leaf.grad = _alias(grad)
+        else:
+            leaf.grad = leaf.grad + grad
+        return
     if leaf.grad is None:
         # A rule may hand back a read-only broadcast view or the leaf's own
         # array; .grad must be a writable array of its own.
@@ -244,3 +391,12 @@ def _accumulate(leaf, grad):
         leaf.grad = Tensor._from_array(grad if owned else grad.copy())
     else:
         leaf.grad.data = leaf.grad.data + grad
+
+
+def _alias(tensor):
+    """A new Tensor object for the same array and node: ``.grad`` of two leaves is never one object."""
+    from .tensor import Tensor
+    alias = Tensor._from_array(tensor.data)
+    alias.grad_fn, alias._requires_grad = tensor.grad_fn, tensor.requires_grad
+    alias._version_counter = tensor._version_counter
+    return alias

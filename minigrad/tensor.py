@@ -72,6 +72,11 @@ class Tensor:
                                f"by {self.grad_fn.name}: use .detach() to get a tensor outside the graph")
         self._requires_grad = bool(value)
 
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` in place and return the tensor (PyTorch's method; leaves only)."""
+        self.requires_grad = requires_grad
+        return self
+
     @property
     def shape(self):
         return self.data.shape
@@ -197,10 +202,13 @@ class Tensor:
         return self.to(dtype=backend.float32)
 
     # ----- autograd ----------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad=None, retain_graph=False, create_graph=False):
         """Fill in ``.grad`` of every leaf this tensor depends on.
 
         A scalar (a loss) needs no argument; otherwise ``grad`` is dL/d(self).
+        With ``create_graph=True`` the backward pass is itself recorded, so
+        each ``.grad`` is a tensor in the graph that can be differentiated
+        again (the graph is then kept, as with ``retain_graph``).
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -213,6 +221,9 @@ class Tensor:
                     f"has shape {self.shape}; pass backward(grad) with a gradient of that shape")
             with backend.on_device_of(self.data):
                 grad = backend.get_array_module(self.data).ones_like(self.data)
+        elif create_graph and isinstance(grad, Tensor):  # kept as a tensor: it may be in a graph itself
+            if grad.shape != self.shape:
+                raise RuntimeError(f"backward(): grad has shape {grad.shape} but the tensor has shape {self.shape}")
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
             if tuple(grad.shape) != self.shape:
@@ -220,7 +231,7 @@ class Tensor:
             grad = backend.to_device(grad, self.device)
             with backend.on_device_of(grad):
                 grad = grad.astype(self.dtype, copy=False)
-        autograd.backward(self, grad, retain_graph=retain_graph)
+        autograd.backward(self, grad, retain_graph=retain_graph or create_graph, create_graph=create_graph)
 
     # ----- arithmetic (with broadcasting) --------------------------------------
     def _operand(self, other, dtype=None):

@@ -87,3 +87,10 @@ def gpu_env(gpu_kind):
     if gpu_kind == "standin":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [STANDIN, env.get("PYTHONPATH")]))
     return env
+
+
+@pytest.fixture
+def fast_on(monkeypatch):
+    """The fast paths on for one test, whatever MINIGRAD_FAST says: for tests of the fast layer itself."""
+    import minigrad as mg
+    monkeypatch.setattr(mg.config, "fast", True)

@@ -371,6 +371,7 @@ def seed_layer_arrays(x_shape, weight_shape, padding):
 @requires_torch
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("name, x_shape, weight_shape, padding, route", SEED_LAYERS, ids=[l[0] for l in SEED_LAYERS])
+@pytest.mark.usefixtures("fast_on")
 def test_float32_error_of_the_default_route_is_within_3x_pytorchs(name, x_shape, weight_shape, padding, route):
     """Forward, input and weight gradient in float32: at most 3 times PyTorch's float32 error (both against float64)."""
     arrays = seed_layer_arrays(x_shape, weight_shape, padding)
@@ -380,6 +381,7 @@ def test_float32_error_of_the_default_route_is_within_3x_pytorchs(name, x_shape,
 
 
 @requires_torch
+@pytest.mark.usefixtures("fast_on")
 def test_winograd_with_bigger_tiles_would_break_the_3x_bound(monkeypatch):
     """Why the tiles are 2: F(4x4, 3x3) on cifar_bn's second layer rounds several times worse than PyTorch."""
     arrays = seed_layer_arrays((64, 64, 16, 16), (64, 64, 3, 3), 1)

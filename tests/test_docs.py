@@ -29,7 +29,7 @@ from minigrad import nn
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 DOC_FILES = sorted(DOCS.glob("*.md"))
-REQUIRED = ["README.md", "engine.md", "backward-rules.md", "from-tensorflow-keras-pytorch.md"]
+REQUIRED = ["README.md", "engine.md", "backward-rules.md", "from-tensorflow-keras-pytorch.md", "higher-order.md"]
 
 
 def rng(seed):

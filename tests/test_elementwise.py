@@ -198,4 +198,4 @@ def test_large_relu_is_split_among_threads_without_changing_a_bit(monkeypatch):
         monkeypatch.setenv("MINIGRAD_NUM_THREADS", str(threads))
         node = ReLU()
         np.testing.assert_array_equal(node.forward(x), np.maximum(x, 0))
-        np.testing.assert_array_equal(node.backward(grad), np.where(x > 0, grad, 0))
+        np.testing.assert_array_equal(node.backward_arrays(grad), np.where(x > 0, grad, 0))

@@ -74,6 +74,7 @@ def test_a_seed_models_twin_computes_the_same_forward_in_eval_mode(name):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.usefixtures("fast_on")
 def test_a_seed_models_twin_trains_the_same_forward_gradients_and_running_stats(name):
     model, shape = seed_model(name)
     for module in model.modules():

@@ -55,7 +55,7 @@ class _Bucket(Function):
         self.grads = [None] * len(params)
         return get_array_module(params[0]).zeros((), params[0].dtype)
 
-    def backward(self, token_grad):
+    def backward_arrays(self, token_grad):
         # view_i = param_i, so dL/dparam_i = dL/dview_i, averaged over the ranks in one message
         xp = get_array_module(token_grad)
         flat = xp.concatenate([xp.zeros(param.size, param.dtype) if grad is None else grad.reshape(-1)
@@ -78,7 +78,7 @@ class _BucketEntry(Function):
     def forward(self, token):
         return self.bucket.params[self.index]
 
-    def backward(self, grad):
+    def backward_arrays(self, grad):
         self.bucket.grads[self.index] = grad  # the bucket averages it and hands it to the parameter
         return get_array_module(grad).zeros((), grad.dtype)  # nothing flows to the token itself
 

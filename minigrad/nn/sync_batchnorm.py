@@ -27,20 +27,30 @@ replaced by N and its two sums taken over all ranks:
 so backward all-reduces the two per-channel sums, sum g and sum g x_hat
 (2 C numbers), once. The gradients of gamma and beta are the rank's own
 sums, sum g x_hat and sum g: DDP averages them as any other gradient.
+
+The textbook rule (for ``create_graph``) is BatchNorm's own, with each sum
+over the batch an ``AllReduceSum`` node: a sum over every rank that is
+itself in the graph, so the gradient can be differentiated again across ranks.
 """
 import numpy as np
 
 from .. import backend
 from .. import distributed as dist
+from ..autograd import Function
 from ..backend import get_array_module
 from ..errors import ShapeError
+from ..ops.common import constant
 from ..ops.norm import BatchNorm, channel_sum, spread
 from . import functional as F
 from .layers import _BatchNorm
 
 
 class SyncBatchNormFunction(BatchNorm):
-    """The training rule of SyncBatchNorm on arrays: BatchNorm's node with statistics summed over the ranks."""
+    """The training rule of SyncBatchNorm: BatchNorm's node with statistics summed over the ranks.
+
+    ``backward_arrays`` all-reduces the two sums once; the textbook ``backward``
+    is BatchNorm's, its sums over the batch taken with ``AllReduceSum``.
+    """
 
     def __init__(self, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
         super().__init__(running_mean, running_var, training=True, momentum=momentum, eps=eps)
@@ -74,11 +84,11 @@ class SyncBatchNormFunction(BatchNorm):
         if bias is not None:
             out += spread(bias, x)
         self.count = count.astype(x.dtype)
-        self.save_for_backward(centered, inv_std, weight)
+        self.save_for_backward(centered, inv_std, weight, x)  # x for the textbook rule, as in BatchNorm
         return out
 
-    def backward(self, grad):
-        centered, inv_std, weight = self.saved  # x_hat = centered inv_std
+    def backward_arrays(self, grad):
+        centered, inv_std, weight = self.saved[:3]  # x_hat = centered inv_std
         xp = get_array_module(grad)
         needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
         channels = grad.shape[1]
@@ -95,6 +105,36 @@ class SyncBatchNormFunction(BatchNorm):
             grad_x -= centered * spread(scale * inv_std * global_sum_grad_x_hat / self.count, grad)
             grad_x -= spread(scale * global_sum_grad / self.count, grad)
         return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
+
+    # The textbook ``backward`` is BatchNorm's; only its sums over the batch and its count change.
+    def batch_sum(self, tensor, axes):
+        """Per-channel sums over the whole batch: this rank's sums, summed over the ranks in the graph."""
+        return AllReduceSum.apply(tensor.sum(axis=axes, keepdims=True))
+
+    def batch_count(self):
+        """N, the values per channel over every rank, counted in forward."""
+        return constant(self.count)
+
+
+class AllReduceSum(Function):
+    """S = sum_r a_r, the sum of a tensor over every rank of the process group, as a graph node.
+
+    Every rank receives the same S and the loss of the whole batch is
+    L = sum_r L_r, so dL/da_r = sum_r dL_r/dS: the gradient of an all-reduce
+    is the all-reduce of the upstream gradients. Every rank must run its
+    forward and backward the same number of times, in the same order, as
+    for any collective. In a group of one it is the identity.
+    """
+
+    def forward(self, array):
+        return dist._all_reduce_array(array.copy(), "sum")
+
+    def backward_arrays(self, grad):
+        return dist._all_reduce_array(grad.copy(), "sum")
+
+    def backward(self, grad):
+        """dL/da_r = sum over the ranks of the upstream gradient: an all-reduce again."""
+        return AllReduceSum.apply(grad)
 
 
 def _enough_values(count):

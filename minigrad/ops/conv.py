@@ -13,7 +13,11 @@ dL/dW2 = dL/dout cols^T and dL/dcols = W2^T dL/dout. A pixel was copied
 into every window that covers it, so ``col2im``, the adjoint of the copy,
 adds each column entry back onto the pixel it came from. Dilation only
 spreads a window's taps dh and dw pixels apart: it changes which pixel
-each copy reads, nothing else.
+each copy reads, nothing else. That is the fast array rule
+(``backward_arrays``); the textbook rule (``Conv2d.backward``) says the
+same with Tensor ops, so that a gradient can be differentiated again: both
+gradients are convolutions themselves (needle's flip and dilate), run as
+Conv2d nodes, with ``Dilate2d`` spreading the output gradient to the stride.
 
 Groups: with ``groups`` g the channels fall into g consecutive runs, and
 output channel o sees only the C / g input channels of its own run
@@ -45,6 +49,7 @@ import os
 
 import numpy as np
 
+from .. import config
 from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array, run_in_parallel, run_on_slices
@@ -268,9 +273,13 @@ class Conv2d(Function):
     convolutions (see the module docstring).
     """
 
-    def __init__(self, stride=1, padding=0, dilation=1, groups=1):
+    def __init__(self, stride=1, padding=0, dilation=1, groups=1, fast_routes=True):
         self.stride, self.padding, self.dilation, self.groups = conv_options(
             "conv2d", stride, padding, dilation, groups)
+        # False keeps the layer on the single im2col product (no Winograd, no per-image
+        # products): the convolutions inside the textbook rule ask for that, and so does
+        # mg.config.fast = False
+        self.fast_routes = fast_routes and config.fast
 
     def check_inputs(self, x, weight, bias):
         """The shapes must fit together; the messages name both shapes and the groups."""
@@ -305,11 +314,11 @@ class Conv2d(Function):
             self.padding = same_padding(kernel_size, self.dilation)
         xp = get_array_module(x)
         plain = self.groups == 1 and self.dilation == (1, 1)
-        self.tile = winograd_tile(x, weight, self.stride) if plain else None
+        self.tile = winograd_tile(x, weight, self.stride) if plain and self.fast_routes else None
         # Few input channels (a first layer: C kH kW of at most 32), on the CPU: one product per
         # image, whose (O, Ho Wo) result is already that image's NCHW output. The cheap products
         # of such a layer cost less than moving its big output, and this way nothing is transposed.
-        self.batch_first = (not self.tile and self.groups == 1 and not is_cupy_array(x)
+        self.batch_first = (self.fast_routes and not self.tile and self.groups == 1 and not is_cupy_array(x)
                             and group_channels * kernel_h * kernel_w <= 32)
         self.x_shape = x.shape
         if self.tile:
@@ -353,6 +362,60 @@ class Conv2d(Function):
         return out.reshape(n, out_channels, out_h, out_w)
 
     def backward(self, grad):
+        """The textbook rule: each gradient of a convolution is itself a convolution (flip and dilate).
+
+        With P = pad(x), stride s, dilation d and g = dL/dout,
+        out[n, o, y, x] = b[o] + sum_{c,i,j} W[o, c, i, j] P[n, c, s y + d i, s x + d j], so
+
+        dL/dP[n, c, u, v] = sum over (o, y, i) with s y + d i = u (and likewise
+        for v) of g[n, o, y, x] W[o, c, i, j]. Spread g to the stride of its
+        windows (g' = g at s y, zeros between) and pad it by the window's span
+        minus one, d (k - 1); then u = s y + d i says that dL/dP is g'
+        correlated with W flipped (i -> k - 1 - i), at dilation d, with in and
+        out channels swapped (W^T[c, o] = W[o, c], group by group). Cropping
+        the padding off gives dL/dx.
+
+        dL/dW[o, c, i, j] = sum_{n,y,x} g[n, o, y, x] P[n, c, d i + s y, d j + s x]:
+        a convolution of P, batch and channel axes swapped, with g as the
+        kernel (batch and channel swapped too), at stride d and dilation s;
+        the groups ride along as blocks of the new channel axis. Windows that
+        did not fit past the last output leave extra rows, cropped to (kH, kW).
+
+        dL/db[o] = sum_{n,y,x} g[n, o, y, x]: b is added at every position of every image.
+
+        The convolutions here are Conv2d nodes (on the plain im2col route), so
+        this gradient can be differentiated again by this same rule.
+        """
+        x, weight = self.inputs[:2]
+        n, channels, height, width = self.x_shape
+        out_channels, group_channels, kernel_h, kernel_w = weight.shape
+        groups = self.groups
+        (top, bottom), (left, right) = self.padding
+        padded_size = (height + top + bottom, width + left + right)
+        span_h, span_w = window_span((kernel_h, kernel_w), self.dilation)
+        grad_x = grad_weight = grad_bias = None
+        if self.needs_input_grad[0]:
+            spread = Dilate2d.apply(grad, stride=self.stride, offset=(span_h - 1, span_w - 1),
+                                    size=(padded_size[0] + span_h - 1, padded_size[1] + span_w - 1))
+            flipped = (weight.reshape(groups, out_channels // groups, group_channels, kernel_h, kernel_w)
+                       .transpose(0, 2, 1, 3, 4).reshape(channels, out_channels // groups, kernel_h, kernel_w)
+                       [:, :, ::-1, ::-1])  # W^T per group, flipped in both spatial axes
+            grad_padded = Conv2d.apply(spread, flipped, dilation=self.dilation, groups=groups, fast_routes=False)
+            grad_x = grad_padded[:, :, top:top + height, left:left + width]
+        if self.needs_input_grad[1]:
+            padded = x if padded_size == (height, width) else \
+                Dilate2d.apply(x, stride=(1, 1), offset=(top, left), size=padded_size)
+            # (C/g, g N, Hp, Wp): the channels of one group as the batch, that group's images as channels
+            images = (padded.reshape(n, groups, group_channels, *padded_size).transpose(2, 1, 0, 3, 4)
+                      .reshape(group_channels, groups * n, *padded_size))
+            taps = Conv2d.apply(images, grad.transpose(1, 0, 2, 3), stride=self.dilation, dilation=self.stride,
+                                groups=groups, fast_routes=False)  # (C/g, O, >= kH, >= kW)
+            grad_weight = taps[:, :, :kernel_h, :kernel_w].transpose(1, 0, 2, 3)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            grad_bias = grad.sum(axis=(0, 2, 3))
+        return grad_x, grad_weight, grad_bias
+
+    def backward_arrays(self, grad):
         n, out_channels, out_h, out_w = grad.shape
         wants_bias = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         if self.batch_first:
@@ -397,3 +460,32 @@ class Conv2d(Function):
             if wants_bias:
                 grad_bias = grad_both[:, rows]
         return grad_x, grad_weight, grad_bias
+
+
+class Dilate2d(Function):
+    """x's last two axes spread ``stride`` apart in zeros of ``size``, the first entry at ``offset``.
+
+    out[..., top + sh y, left + sw x] = x[..., y, x], 0 everywhere else:
+    dilation and zero padding in one node (stride 1 is plain padding). The
+    convolution's textbook rule uses it to put the output gradient back at
+    the stride of its windows and to pad the input.
+    """
+
+    def __init__(self, stride, offset, size):
+        self.stride, self.offset, self.size = tuple(stride), tuple(offset), tuple(size)
+
+    def places(self, shape):
+        """The strided slice of the output that holds x (of ``shape``)."""
+        (top, left), (stride_h, stride_w), (h, w) = self.offset, self.stride, shape[-2:]
+        return (..., slice(top, top + stride_h * (h - 1) + 1, stride_h),
+                slice(left, left + stride_w * (w - 1) + 1, stride_w))
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        out = get_array_module(x).zeros(x.shape[:-2] + self.size, dtype=x.dtype)
+        out[self.places(x.shape)] = x
+        return out
+
+    def backward(self, grad):
+        # linear, d out[top + sh y, left + sw x] / d x[y, x] = 1: read those places back (a strided slice)
+        return grad[self.places(self.in_shape)]

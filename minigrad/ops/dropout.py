@@ -7,6 +7,7 @@ returns x itself when not training). TF 1's ``tf.nn.dropout`` takes
 """
 from ..autograd import Function
 from ..backend import generator, get_array_module, is_floating
+from .common import constant
 
 
 class Dropout(Function):
@@ -28,7 +29,16 @@ class Dropout(Function):
         self.save_for_backward(mask)
         return x * mask
 
-    def backward(self, grad):
+    def backward_arrays(self, grad):
         # y = x mask, so dy/dx = mask: dropped elements pass no gradient
         mask, = self.saved
         return grad * mask
+
+    def backward(self, grad):
+        """y = x mask with the mask (0 or 1 / (1 - p)) drawn in forward: dL/dx = g mask.
+
+        The mask is a constant of this node, so the rule is linear in g and
+        differentiating it again gives 0 with respect to x.
+        """
+        mask, = self.saved
+        return grad * constant(mask)

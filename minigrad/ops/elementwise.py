@@ -10,6 +10,7 @@ from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import PARALLEL_SIZE, default_float_dtype, get_array_module, is_cupy_array, run_on_slices
 from . import kernels_cuda
+from .common import constant, keep, sum_to
 
 
 def floating(x):
@@ -52,7 +53,10 @@ class Add(_Binary):
         return a + b
 
     def backward(self, grad):
-        # d(a+b)/da = d(a+b)/db = 1
+        """d(a+b)/da = d(a+b)/db = 1."""
+        return sum_to(grad, self.a_shape), sum_to(grad, self.b_shape)
+
+    def backward_arrays(self, grad):
         return unbroadcast(grad, self.a_shape), unbroadcast(grad, self.b_shape)
 
 
@@ -61,7 +65,10 @@ class Sub(_Binary):
         return a - b
 
     def backward(self, grad):
-        # d(a-b)/da = 1, d(a-b)/db = -1
+        """d(a-b)/da = 1, d(a-b)/db = -1."""
+        return sum_to(grad, self.a_shape), sum_to(-grad, self.b_shape)
+
+    def backward_arrays(self, grad):
         return unbroadcast(grad, self.a_shape), unbroadcast(-grad, self.b_shape)
 
 
@@ -72,7 +79,13 @@ class Mul(_Binary):
         return a * b
 
     def backward(self, grad):
-        # d(ab)/da = b, d(ab)/db = a
+        """d(ab)/da = b, d(ab)/db = a."""
+        a, b = self.inputs
+        grad_a = sum_to(grad * b, self.a_shape) if self.needs_input_grad[0] else None
+        grad_b = sum_to(grad * a, self.b_shape) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+    def backward_arrays(self, grad):
         a, b = self.saved
         grad_a = unbroadcast(grad * b, self.a_shape) if self.needs_input_grad[0] else None
         grad_b = unbroadcast(grad * a, self.b_shape) if self.needs_input_grad[1] else None
@@ -85,7 +98,13 @@ class Div(_Binary):
         return a / b
 
     def backward(self, grad):
-        # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+        """d(a/b)/da = 1/b, d(a/b)/db = -a/b^2."""
+        a, b = self.inputs
+        grad_a = sum_to(grad / b, self.a_shape) if self.needs_input_grad[0] else None
+        grad_b = sum_to(-grad * a / (b * b), self.b_shape) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+    def backward_arrays(self, grad):
         a, b = self.saved
         grad_a = unbroadcast(grad / b, self.a_shape) if self.needs_input_grad[0] else None
         grad_b = unbroadcast(-grad * a / (b * b), self.b_shape) if self.needs_input_grad[1] else None
@@ -99,6 +118,27 @@ class Pow(_Binary):
         return out
 
     def backward(self, grad):
+        """d(a^b)/da = b a^(b-1), 0 where b = 0; d(a^b)/db = a^b ln a, 0 where a = 0 <= b (as PyTorch).
+
+        The masks select before the arithmetic (``keep``, and an exponent of 1
+        where b = 0), so no 0 * inf appears here or in the rules' own gradients.
+        """
+        a, b = self.inputs
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            zero_power = b.data == 0
+            exponent = keep(b - 1, ~zero_power) + constant(zero_power.astype(b.dtype))  # 1 where b = 0
+            grad_a = sum_to(grad * keep(b * a ** exponent, ~zero_power), self.a_shape)
+        if self.needs_input_grad[1]:
+            xp = get_array_module(a.data)
+            positive = a.data > 0
+            log_a = (keep(a, positive) + constant((~positive).astype(a.dtype))).log()  # ln a where a > 0
+            rest = xp.where(positive, 0.0, xp.where(a.data == 0, xp.where(b.data >= 0, 0.0, -xp.inf), xp.nan))
+            slope = keep(self.output() * log_a, positive) + constant(rest.astype(a.dtype, copy=False))
+            grad_b = sum_to(grad * slope, self.b_shape)
+        return grad_a, grad_b
+
+    def backward_arrays(self, grad):
         # d(a^b)/da = b a^(b-1), taken as 0 where b = 0 (a^0 = 1 for every a, even a = 0);
         # d(a^b)/db = a^b ln(a), taken as 0 where a = 0 and b >= 0 (0^b is 0 or 1 there).
         # Both as PyTorch; the masks are applied before the arithmetic, so no 0 * inf appears.
@@ -136,6 +176,10 @@ class Neg(Function):
         return -x
 
     def backward(self, grad):
+        """d(-x)/dx = -1."""
+        return -grad
+
+    def backward_arrays(self, grad):
         return -grad
 
 
@@ -147,6 +191,10 @@ class Exp(Function):
         return y
 
     def backward(self, grad):
+        """d(e^x)/dx = e^x: the output itself."""
+        return grad * self.output()
+
+    def backward_arrays(self, grad):
         # d(e^x)/dx = e^x, which forward already computed
         y, = self.saved
         return grad * y
@@ -159,6 +207,11 @@ class Log(Function):
         return get_array_module(x).log(x)
 
     def backward(self, grad):
+        """d(ln x)/dx = 1/x."""
+        x, = self.inputs
+        return grad / x
+
+    def backward_arrays(self, grad):
         # d(ln x)/dx = 1/x
         x, = self.saved
         return grad / x
@@ -172,6 +225,10 @@ class Sqrt(Function):
         return y
 
     def backward(self, grad):
+        """d(sqrt x)/dx = 1 / (2 sqrt x), with sqrt x the output."""
+        return grad / (2 * self.output())
+
+    def backward_arrays(self, grad):
         # d(sqrt x)/dx = 1 / (2 sqrt x)
         y, = self.saved
         return grad / (2 * y)
@@ -183,6 +240,11 @@ class Abs(Function):
         return abs(x)
 
     def backward(self, grad):
+        """d|x|/dx = sign(x), 0 at x = 0 (as PyTorch); sign is constant where it has a derivative."""
+        x, = self.inputs
+        return grad * constant(get_array_module(x.data).sign(x.data))
+
+    def backward_arrays(self, grad):
         # d|x|/dx = sign(x), taken as 0 at x = 0 (as PyTorch does)
         x, = self.saved
         return grad * get_array_module(x).sign(x)
@@ -206,6 +268,19 @@ class Clip(Function):
         return y if self.hi is None else xp.minimum(y, self.hi)
 
     def backward(self, grad):
+        """Slope 1 where lo <= x <= hi (bounds included, as torch.clamp), 0 where clamped."""
+        return keep(grad, self.inside(self.inputs[0].data))
+
+    def inside(self, x):
+        """Where lo <= x <= hi (False where x is NaN)."""
+        inside = get_array_module(x).ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        return inside
+
+    def backward_arrays(self, grad):
         # slope 1 where lo <= x <= hi (bounds included, as torch.clamp), 0 where clamped;
         # with lo > hi no x is inside, so the gradient is 0 everywhere, as in PyTorch
         x, = self.saved
@@ -234,6 +309,11 @@ class ReLU(Function):
         return y
 
     def backward(self, grad):
+        """d max(x, 0)/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch); selected, not multiplied,
+        so a NaN or inf upstream stays out where y <= 0, as PyTorch's threshold_backward."""
+        return keep(grad, self.output().data > 0)
+
+    def backward_arrays(self, grad):
         # d max(x, 0)/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch). Where y <= 0 the
         # gradient is 0 even when the upstream one is NaN or inf, as PyTorch's threshold_backward:
         # it is selected, not multiplied by 0.
@@ -266,6 +346,11 @@ class Sigmoid(Function):
         return y.astype(x.dtype, copy=False)
 
     def backward(self, grad):
+        """d sigma/dx = sigma (1 - sigma), with sigma the output."""
+        y = self.output()
+        return grad * y * (1 - y)
+
+    def backward_arrays(self, grad):
         # d sigma/dx = sigma (1 - sigma)
         y, = self.saved
         return grad * y * (1 - y)
@@ -279,6 +364,11 @@ class Tanh(Function):
         return y
 
     def backward(self, grad):
+        """d tanh/dx = 1 - tanh^2, with tanh x the output."""
+        y = self.output()
+        return grad * (1 - y * y)
+
+    def backward_arrays(self, grad):
         # d tanh/dx = 1 - tanh^2
         y, = self.saved
         return grad * (1 - y * y)

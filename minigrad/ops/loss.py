@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import check_later, device_of, get_array_module, is_cupy_array, is_floating
+from .common import constant, keep
 from .matmul import check_same_float_dtype
 
 
@@ -42,9 +43,19 @@ class Softmax(Function):
         self.save_for_backward(y)
         return y
 
-    def backward(self, grad):
+    def backward_arrays(self, grad):
         # dy_i/dx_j = y_i (delta_ij - y_j), so dL/dx_j = y_j (g_j - sum_i g_i y_i)
         y, = self.saved
+        return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
+
+    def backward(self, grad):
+        """dL/dx = y (g - sum(g y)) along the axis, with y the output tensor.
+
+        With y_i = e^{x_i} / sum_k e^{x_k}, dy_i/dx_j = y_i (delta_ij - y_j), so
+        dL/dx_j = sum_i g_i y_i (delta_ij - y_j) = y_j (g_j - sum_i g_i y_i).
+        y is this node's own output, so differentiating again goes through this rule once more.
+        """
+        y = self.output()
         return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
 
 
@@ -58,12 +69,21 @@ class LogSoftmax(Function):
         self.save_for_backward(y)
         return y
 
-    def backward(self, grad):
+    def backward_arrays(self, grad):
         # y_i = x_i - log sum e^x, dy_i/dx_j = delta_ij - softmax_j,
         # so dL/dx_j = g_j - softmax_j sum_i g_i
         y, = self.saved
         xp = get_array_module(y)
         return grad - xp.exp(y) * grad.sum(axis=self.axis, keepdims=True)
+
+    def backward(self, grad):
+        """dL/dx = g - softmax(x) sum(g) along the axis, softmax(x) = e^y with y the output tensor.
+
+        y_i = x_i - log sum_k e^{x_k}, so dy_i/dx_j = delta_ij - softmax_j and
+        dL/dx_j = sum_i g_i (delta_ij - softmax_j) = g_j - softmax_j sum_i g_i.
+        """
+        y = self.output()
+        return grad - y.exp() * grad.sum(axis=self.axis, keepdims=True)
 
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -93,6 +113,15 @@ def _divide(numerator, denominator):
 def _grad_per_term(grad, reduction, count):
     """dL/d(each term): the upstream gradient, divided by the count (or the weights' sum) for a mean."""
     return _divide(grad, count) if reduction == "mean" else grad
+
+
+def _tensor_grad_per_term(grad, reduction, count):
+    """``_grad_per_term`` for a textbook rule: ``grad`` a Tensor, ``count`` a Python int.
+
+    A mean over no terms has no input elements to send a gradient to, so
+    ``count`` 0 leaves ``grad`` as it is rather than dividing by zero.
+    """
+    return grad / count if reduction == "mean" and count else grad
 
 
 class CrossEntropy(Function):
@@ -160,7 +189,8 @@ class CrossEntropy(Function):
                 smoothed = (1 - self.label_smoothing) * target + self.label_smoothing / classes
             losses = -(smoothed * weight * log_probs).sum(axis=1)
             self.denominator = n
-            self.save_for_backward(log_probs, smoothed, weight)
+            # logits and target too: the textbook rule reads them, so a change in place must raise
+            self.save_for_backward(log_probs, smoothed, weight, logits, target)
         else:
             raise TypeError(f"cross_entropy: target must be integer class indices (N,) or float class "
                             f"probabilities (N, C), got dtype {target.dtype}")
@@ -179,7 +209,7 @@ class CrossEntropy(Function):
         smoothing, classes = self.label_smoothing, logits.shape[1]
         row_weight = weight[labels] * counted  # w_y, 0 on an ignored row
         self.denominator = row_weight.sum()
-        self.save_for_backward(log_probs, labels, counted, row_weight, weight)
+        self.save_for_backward(log_probs, labels, counted, row_weight, weight, logits)
         # w_y (-log p_y); an ignored row's term is 0 whatever its logits
         picked = xp.where(counted, -row_weight * log_probs[xp.arange(len(labels)), labels], 0)
         loss = (1 - smoothing) * self._reduce_terms(picked)
@@ -189,13 +219,13 @@ class CrossEntropy(Function):
             loss = loss + smoothing / classes * self._reduce_terms(spread)
         return loss
 
-    def backward(self, grad):
+    def backward_arrays(self, grad):
         xp = get_array_module(grad)
         # one upstream value per row: (N,) for "none", a 0-d value for "mean" and "sum"
         grad = _grad_per_term(grad, self.reduction, self.denominator)
         grad_target = grad_weight = None
         if self.by_index:
-            log_probs, labels, counted, row_weight, weight = self.saved
+            log_probs, labels, counted, row_weight, weight = self.saved[:5]
             softmax = xp.exp(log_probs)
             smoothing, classes = self.label_smoothing, log_probs.shape[1]
             upstream = xp.where(counted, grad, 0)  # an ignored row's term is the constant 0: no gradient
@@ -208,7 +238,7 @@ class CrossEntropy(Function):
                 spread_scale = (smoothing / classes * upstream)[:, None]
                 grad_logits += spread_scale * (softmax * weight.sum() - weight)
         else:
-            log_probs, smoothed, weight = self.saved
+            log_probs, smoothed, weight = self.saved[:3]
             grad = grad.reshape(-1, 1)
             # d(-sum_c w_c s_c log p_c)/dlogits_j = p_j sum_c w_c s_c - w_j s_j
             weighted = smoothed * weight
@@ -220,6 +250,60 @@ class CrossEntropy(Function):
                 # d/dw_c: -sum_i s_ic log p_ic, each row scaled by its upstream value
                 grad_weight = -(smoothed * log_probs * grad).sum(axis=0)
         return grad_logits, grad_target, grad_weight
+
+    def backward(self, grad):
+        """The textbook rule: softmax minus the (smoothed, weighted) target, on the logits tensor.
+
+        Both kinds of target give each row the term -sum_c r_c log p_c with
+        p = softmax(logits), s the smoothed target ((1 - e) t + e / C, t the
+        one-hot of the label for class indices) and r_c = w_c s_c. As
+        d(-log p_c)/dlogits_j = p_j - [j = c],
+
+            d term / dlogits_j = p_j sum_c r_c - r_j,
+
+        and the reduction scales row i by dL/d(term_i): the upstream value,
+        divided by the denominator for a "mean", and 0 on an ignored row.
+        For probability targets t and w are tensors too:
+        d term/dt_c = -(1 - e) w_c log p_c and d term/dw_c = -s_c log p_c.
+        p and log p are computed again from the logits with Tensor ops, so this
+        gradient can itself be differentiated.
+        """
+        logits, target, weight = (list(self.inputs) + [None])[:3]
+        n, classes = logits.shape
+        smoothing = self.label_smoothing
+        if self.by_index:
+            # dL/d(term_i), a constant factor per row: 0 where the row is ignored, 1/denominator for a mean
+            log_probs, labels, counted = self.saved[:3]
+            row_factor = counted.astype(log_probs.dtype)
+            if self.reduction == "mean":
+                row_factor = _divide(row_factor, self.denominator)
+            # an ignored row gets exactly 0, selected, even from a NaN upstream value or 0/0 (as PyTorch)
+            per_row = keep(grad * constant(row_factor), counted).reshape(n, 1)
+            smoothed = constant(_smoothed_one_hot(labels, classes, smoothing, log_probs.dtype))
+        else:
+            per_row = _tensor_grad_per_term(grad, self.reduction, n)
+            per_row = per_row.reshape(n, 1) if self.reduction == "none" else per_row
+            smoothed = target if not smoothing else (1 - smoothing) * target + smoothing / classes
+        weighted = smoothed if weight is None else smoothed * weight
+        probs = logits.softmax(axis=1)
+        grad_logits = (probs * weighted.sum(axis=1, keepdims=True) - weighted) * per_row
+        grad_target = grad_weight = None
+        if not self.by_index and (self.needs_input_grad[1] or any(self.needs_input_grad[2:])):
+            log_probs = logits.log_softmax(axis=1)
+            if self.needs_input_grad[1]:
+                grad_target = -(1 - smoothing) * log_probs * per_row
+                grad_target = grad_target if weight is None else grad_target * weight
+            if any(self.needs_input_grad[2:]):
+                grad_weight = -(smoothed * log_probs * per_row).sum(axis=0)
+        return grad_logits, grad_target, grad_weight
+
+
+def _smoothed_one_hot(labels, classes, smoothing, dtype):
+    """(1 - e) one_hot(labels) + e / C as an (N, C) array: the index target as class probabilities."""
+    xp = get_array_module(labels)
+    smoothed = xp.full((len(labels), classes), smoothing / classes, dtype=dtype)
+    smoothed[xp.arange(len(labels)), labels] += 1 - smoothing
+    return smoothed
 
 
 def _check_weight(logits, weight):
@@ -277,11 +361,22 @@ class MSELoss(Function):
                              f"got {input.shape} and {target.shape}")
         check_same_float_dtype("mse_loss", input=input, target=target)
         difference = input - target
-        self.save_for_backward(difference)
+        self.save_for_backward(difference, input, target)  # the inputs for the textbook rule (in-place checks)
         return _reduce(difference * difference, self.reduction)
 
-    def backward(self, grad):
-        difference, = self.saved
+    def backward_arrays(self, grad):
+        difference = self.saved[0]
         # d(input - target)^2/dinput = 2 (input - target); d/dtarget is its negative
         grad_input = 2 * difference * _grad_per_term(grad, self.reduction, difference.size)
+        return grad_input, (-grad_input if self.needs_input_grad[1] else None)
+
+    def backward(self, grad):
+        """d(input - target)^2/dinput = 2 (input - target), times dL/d(each term) (g / size for a mean).
+
+        The target's gradient is its negative. The difference is formed again
+        from the input tensors, so the rule can be differentiated (d^2/dinput^2 = 2 g / size).
+        """
+        input, target = self.inputs
+        difference = input - target
+        grad_input = 2 * difference * _tensor_grad_per_term(grad, self.reduction, difference.numel())
         return grad_input, (-grad_input if self.needs_input_grad[1] else None)

@@ -8,6 +8,7 @@ any broadcast batch axes summed away.
 from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import get_array_module, is_floating
+from .common import sum_to
 from .elementwise import unbroadcast
 
 
@@ -38,6 +39,26 @@ class MatMul(Function):
             raise ShapeError(f"matmul: batch axes of shapes {a.shape} and {b.shape} cannot be broadcast") from None
 
     def backward(self, grad):
+        """C = A B: dL/dA = dL/dC B^T, dL/dB = A^T dL/dC, summed over broadcast batch axes.
+
+        A vector acts as a row (A) or a column (B) matrix: it is given that
+        shape first, and the gradient is taken back to the vector's shape.
+        """
+        a, b = self.inputs
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+        if b.ndim == 1:
+            grad = grad.reshape(grad.shape + (1,))
+        if a.ndim == 1:
+            grad = grad.reshape(grad.shape[:-1] + (1, grad.shape[-1]))
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_a = sum_to(grad @ b2.transpose(-1, -2), a2.shape).reshape(a.shape)
+        if self.needs_input_grad[1]:
+            grad_b = sum_to(a2.transpose(-1, -2) @ grad, b2.shape).reshape(b.shape)
+        return grad_a, grad_b
+
+    def backward_arrays(self, grad):
         a, b = self.saved
         xp = get_array_module(a)
         # Vectors act as a row (a) or a column (b) matrix; restore that shape first.
@@ -79,6 +100,15 @@ class Linear(Function):
         return out
 
     def backward(self, grad):
+        """y = x W^T + b: dL/dx = dL/dy W, dL/dW = dL/dy^T x, dL/db = the sum of dL/dy over rows."""
+        x, weight = self.inputs[0], self.inputs[1]
+        rows = grad.reshape((-1, grad.shape[-1]))
+        grad_x = grad @ weight if self.needs_input_grad[0] else None
+        grad_w = rows.T @ x.reshape((-1, x.shape[-1])) if self.needs_input_grad[1] else None
+        grad_b = rows.sum(axis=0) if len(self.needs_input_grad) > 2 and self.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+    def backward_arrays(self, grad):
         # y = x W^T + b: dL/dx = dL/dy W, dL/dW = dL/dy^T x, dL/db = sum of dL/dy over rows
         x, weight = self.saved
         grad_x = grad @ weight if self.needs_input_grad[0] else None

@@ -22,10 +22,15 @@ gradient must sum to zero; scaling x - mu changes nothing either (var,
 eps aside, absorbs it), so the gradient must be orthogonal to x_hat. With 1/m taken out,
 
     dL/dx = gamma inv_std / m (m dL/dy - sum(dL/dy) - x_hat sum(dL/dy x_hat)).
+
+``BatchNorm.backward`` writes this formula with Tensor ops, the statistics
+computed again from x, so that it can be differentiated again (``create_graph``);
+``backward_arrays`` computes it on raw arrays, channel by channel, for speed.
 """
 from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import PARALLEL_SIZE, device_of, get_array_module, is_cupy_array, is_floating, run_on_slices
+from .common import constant
 from .matmul import check_same_float_dtype
 
 
@@ -124,11 +129,13 @@ class BatchNorm(Function):
             self.update_running(mean, var, count)
         inv_std = 1 / xp.sqrt(var + self.eps)
         self.count = count
-        self.save_for_backward(centered, inv_std, weight)
+        self.mean = mean  # (C,): at inference the running mean used, a constant of the textbook rule
+        # x too: the textbook rule reads it, so a change in place must make backward raise
+        self.save_for_backward(centered, inv_std, weight, x)
         return out
 
-    def backward(self, grad):
-        centered, inv_std, weight = self.saved  # x_hat = centered inv_std
+    def backward_arrays(self, grad):
+        centered, inv_std, weight = self.saved[:3]  # x_hat = centered inv_std
         xp = get_array_module(grad)
         needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
         fused = needs_x and self.training  # the training rule for x needs both channel sums
@@ -156,6 +163,54 @@ class BatchNorm(Function):
                     dx -= spread(scale[part] * sum_grad[part] / self.count, grad)
         by_channel(gradients, grad)
         return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
+
+    def backward(self, grad):
+        """The textbook rule, on tensors: the three-term formula of the module docstring.
+
+        With g_hat = gamma g (g = dL/dy) and m values per channel,
+
+            training:  dL/dx = inv_std / m (m g_hat - sum(g_hat) - x_hat sum(g_hat x_hat)),
+            inference: dL/dx = g_hat inv_std  (mu and var are the running values: constants),
+            dL/dgamma = sum(g x_hat),  dL/dbeta = sum(g),
+
+        each sum per channel. In training mu, var, inv_std and x_hat are computed
+        again from the input tensor, so a second derivative also flows through
+        the batch statistics. ``batch_sum`` and ``batch_count`` name the sums over
+        the batch and m, which SyncBatchNorm takes over every rank.
+        """
+        x, weight = (list(self.inputs) + [None])[:2]
+        needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)  # every axis but the channels'
+        per_channel = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # a (C,) tensor shaped to broadcast
+        if self.training:
+            count = self.batch_count()
+            mean = self.batch_sum(x, axes) / count
+            centered = x - mean
+            inv_std = 1 / (self.batch_sum(centered * centered, axes) / count + self.eps).sqrt()
+        else:
+            centered = x - constant(self.mean.reshape(per_channel))
+            inv_std = constant(self.saved[1].reshape(per_channel))
+        x_hat = centered * inv_std
+        g_hat = grad if weight is None else grad * weight.reshape(per_channel)
+        grad_x = grad_weight = grad_bias = None
+        if needs_x and self.training:
+            grad_x = inv_std / count * (count * g_hat - self.batch_sum(g_hat, axes)
+                                        - x_hat * self.batch_sum(g_hat * x_hat, axes))
+        elif needs_x:
+            grad_x = g_hat * inv_std
+        if needs_weight:
+            grad_weight = (grad * x_hat).sum(axis=axes)
+        if needs_bias:
+            grad_bias = grad.sum(axis=axes)
+        return grad_x, grad_weight, grad_bias
+
+    def batch_sum(self, tensor, axes):
+        """Per-channel sums over the batch (kept as (1, C) or (1, C, 1, 1)), for the textbook rule."""
+        return tensor.sum(axis=axes, keepdims=True)
+
+    def batch_count(self):
+        """m, the values per channel in the batch, for the textbook rule."""
+        return self.count
 
 
 def by_channel(work, x):

@@ -6,12 +6,15 @@ inside the window, one strided slice of the (padded) input holds entry
 (i, j) of all windows at once (conv.py's ``window_slices``). Forward folds
 those kH kW slices together, elementwise; backward adds each slice's share
 of the gradient back through the same slices, so a pixel in two overlapping
-windows receives both terms.
+windows receives both terms. The textbook rules (``backward``) do the same with
+Tensor ops, each offset's share spread back by conv.py's ``Dilate2d``, so
+that a pooling gradient can be differentiated again.
 """
 from ..errors import ShapeError
 from ..autograd import Function
 from ..backend import get_array_module, is_cupy_array, is_floating, run_on_slices
-from .conv import as_pair, check_windows, output_size, pad2d, window_slices
+from .common import broadcast_to, keep
+from .conv import Dilate2d, as_pair, check_windows, output_size, pad2d, window_slices
 
 
 class _Pool2d(Function):
@@ -47,6 +50,24 @@ class _Pool2d(Function):
 
     def slices(self, out_size):
         return [window for _, window in window_slices(self.kernel_size, self.stride, out_size)]
+
+    def spread_back(self, shares):
+        """The textbook scatter: each window offset's share (Tensors, row-major) put back at its pixels and summed.
+
+        Entry (i, j) of the window at (y, x) is pixel (sh y + i, sw x + j) of the
+        padded input, so offset (i, j)'s shares, spread ``stride`` apart from
+        (i, j) (``Dilate2d``), land on their pixels; a pixel in several windows
+        sums their terms. The padding, which is no input, is cropped off.
+        """
+        (top, bottom), (left, right) = self.padding
+        height, width = self.x_shape[2:]
+        padded_size = (height + top + bottom, width + left + right)
+        offsets = [(i, j) for i in range(self.kernel_size[0]) for j in range(self.kernel_size[1])]
+        total = None
+        for offset, share in zip(offsets, shares):
+            placed = Dilate2d.apply(share, stride=self.stride, offset=offset, size=padded_size)
+            total = placed if total is None else total + placed
+        return total[:, :, top:top + height, left:left + width]
 
     def scatter(self, grad, share):
         """Add each window offset's share of the gradient back onto the input's pixels.
@@ -202,6 +223,33 @@ class MaxPool2d(_Pool2d):
         return xp.take_along_axis(rows, index, axis=-1)[..., 0]
 
     def backward(self, grad):
+        """The textbook rule: d max/d x_k = 1 for the window's chosen maximum k, 0 for its other entries.
+
+        So each window's gradient goes to its winner: for each window offset,
+        the output gradient kept where that offset won (a constant mask from
+        forward), scattered back to the pixels (``spread_back``). The rule is
+        linear in grad with constant masks, so its own gradient with respect
+        to grad gathers by the same masks, and with respect to x it is zero
+        (almost everywhere: the winners do not move under a small change of x).
+        """
+        return self.spread_back([keep(grad, mask) for mask in self.winner_masks()])
+
+    def winner_masks(self):
+        """Forward's record of each window's maximum, whichever route it took, as one boolean mask per offset.
+
+        One mask of the output's shape per window offset (i, j), row-major:
+        True where that offset holds the window's chosen maximum.
+        """
+        if self.tiled:  # the chosen offset k = i kW + j of each window
+            index = self.saved[0][..., 0]
+            return [index == k for k in range(self.kernel_size[0] * self.kernel_size[1])]
+        if self.pairs:  # the row (down), then within that row the column (right)
+            down, right = self.saved
+            right_top, right_bottom = right[:, :, 0::2], right[:, :, 1::2]
+            return [~down & ~right_top, ~down & right_top, down & ~right_bottom, down & right_bottom]
+        return list(self.saved)
+
+    def backward_arrays(self, grad):
         # d max/d x_k = 1 for the window's chosen maximum k, 0 for its other entries
         if self.tiled:
             return self.backward_tiles(grad)
@@ -241,6 +289,16 @@ class AvgPool2d(_Pool2d):
         return out / len(slices)
 
     def backward(self, grad):
+        """The textbook rule: mean = sum / (kH kW), so each entry of a window gets grad / (kH kW).
+
+        Every window offset's share is the same, scattered back to its pixels
+        (``spread_back``): a linear map of grad, whose own gradient gathers
+        the windows' entries again and divides by kH kW.
+        """
+        share = grad / (self.kernel_size[0] * self.kernel_size[1])
+        return self.spread_back([share] * (self.kernel_size[0] * self.kernel_size[1]))
+
+    def backward_arrays(self, grad):
         # mean = sum / (kH kW): each entry of the window gets grad / (kH kW)
         share = grad / (self.kernel_size[0] * self.kernel_size[1])
         return self.scatter(grad, lambda k, part: share[part])
@@ -267,6 +325,11 @@ class AdaptiveAvgPool2d(Function):
         return x.mean(axis=(2, 3), keepdims=True)
 
     def backward(self, grad):
+        """The textbook rule: mean over H W, so each pixel gets grad / (H W), broadcast over the image."""
+        height, width = self.x_shape[2:]
+        return broadcast_to(grad / (height * width), self.x_shape)
+
+    def backward_arrays(self, grad):
         # mean over H W: each pixel gets grad / (H W)
         xp = get_array_module(grad)
         height, width = self.x_shape[2:]

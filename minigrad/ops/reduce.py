@@ -14,6 +14,7 @@ import operator
 from .. import backend
 from ..autograd import Function
 from ..backend import get_array_module
+from .common import broadcast_to, constant
 
 
 class AxisError(IndexError, ValueError):
@@ -94,6 +95,10 @@ class _Reduction(Function):
         for a in self.axes:
             self.count *= x.shape[a]
 
+    def kept_shape(self):
+        """The output's shape with the reduced axes kept as 1s, so that it broadcasts against the input."""
+        return tuple(1 if i in self.axes else size for i, size in enumerate(self.in_shape))
+
     def _nan(self, x):
         """The result for empty groups (mean and variance): nan, as in PyTorch, without NumPy's warning."""
         xp = get_array_module(x)
@@ -106,7 +111,10 @@ class Sum(_Reduction):
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, grad):
-        # every input element contributes with slope 1 to its group's sum
+        """Every input element adds to its group's sum with slope 1: each gets its group's gradient."""
+        return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape)
+
+    def backward_arrays(self, grad):
         xp = get_array_module(grad)
         return xp.broadcast_to(expand(grad, self.in_shape, self.axes, self.keepdims), self.in_shape)
 
@@ -119,7 +127,12 @@ class Mean(_Reduction):
         return x.mean(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, grad):
-        # mean = sum / n, so each element gets grad / n
+        """mean = sum / n, so each element gets its group's gradient / n."""
+        if self.count == 0:  # the input has no elements to send a gradient to
+            return constant(get_array_module(grad.data).zeros(self.in_shape, dtype=grad.dtype))
+        return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) / self.count
+
+    def backward_arrays(self, grad):
         xp = get_array_module(grad)
         if self.count == 0:  # the input has no elements to send a gradient to
             return xp.zeros(self.in_shape, dtype=grad.dtype)
@@ -154,8 +167,17 @@ class Var(_Reduction):
         return divide(squares, max(self.count - self.correction, 0))
 
     def backward(self, grad):
-        # var = sum (x_i - mean)^2 / d with d = n - correction; d var/d x_i = 2 (x_i - mean) / d
-        # (the mean's own dependence on x_i drops out: sum (x_j - mean) = 0)
+        """var = sum (x_i - mean)^2 / d with d = n - correction, so d var/d x_i = 2 (x_i - mean) / d
+        (the mean's own dependence on x_i drops out: sum (x_j - mean) = 0). With nothing to divide by
+        (d <= 0) or no elements, the gradient is PyTorch's inf/NaN pattern, a constant."""
+        dof = self.count - self.correction
+        if self.count == 0 or dof <= 0:
+            return constant(self.backward_arrays(grad.data))
+        x, = self.inputs
+        centered = x - x.mean(axis=self.axes, keepdims=True)
+        return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) * (2 / dof) * centered
+
+    def backward_arrays(self, grad):
         xp = get_array_module(grad)
         if self.count == 0:  # the input has no elements to send a gradient to
             return xp.zeros(self.in_shape, dtype=grad.dtype)
@@ -183,7 +205,13 @@ class Max(_Reduction):
         return out.reshape(self.out_shape)
 
     def backward(self, grad):
-        # slope 1 for the largest element of each group, 0 for the others
+        """Slope 1 for the largest element of each group, 0 for the others; ties share it equally."""
+        x, = self.inputs
+        winners = x.data == x.data.max(axis=self.axes, keepdims=True)
+        share = (winners / winners.sum(axis=self.axes, keepdims=True)).astype(x.dtype, copy=False)
+        return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) * constant(share)
+
+    def backward_arrays(self, grad):
         x, out = self.saved
         winners = x == out
         share = winners / winners.sum(axis=self.axes, keepdims=True)

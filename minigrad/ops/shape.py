@@ -26,7 +26,10 @@ class Reshape(Function):
                              f"({x.size} elements) into {tuple(self.shape)}") from None
 
     def backward(self, grad):
-        # the same numbers in the input's shape
+        """Reshaping only renames positions: the gradient is the output's, in the input's shape."""
+        return grad.reshape(self.in_shape)
+
+    def backward_arrays(self, grad):
         return grad.reshape(self.in_shape)
 
 
@@ -67,10 +70,14 @@ class Transpose(Function):
         return x.transpose(self.axes)
 
     def backward(self, grad):
-        # undo the permutation: the inverse of perm sends axis perm[i] back to i
-        if self.axes is None:
-            return grad.transpose()
-        return grad.transpose(tuple(np.argsort([a % grad.ndim for a in self.axes])))
+        """Undo the permutation: its inverse sends axis perm[i] back to i."""
+        return Transpose.apply(grad, axes=self.inverse(grad.ndim))
+
+    def backward_arrays(self, grad):
+        return grad.transpose(self.inverse(grad.ndim))
+
+    def inverse(self, ndim):
+        return None if self.axes is None else tuple(int(i) for i in np.argsort([a % ndim for a in self.axes]))
 
 
 class GetItem(Function):
@@ -89,17 +96,27 @@ class GetItem(Function):
             raise IndexError(f"getitem: {error} (tensor of shape {x.shape})") from None
 
     def backward(self, grad):
-        # each selected element's gradient goes back to where it was taken from;
-        # an element picked twice (x[[0, 0]]) receives the sum, hence add.at
-        xp = get_array_module(grad)
-        full = xp.zeros(self.in_shape, dtype=grad.dtype)
-        if self.advanced is None:
-            full[self.basic] = grad
-        elif backend.is_cupy_array(grad):
-            _add_at_in_order(full, self.basic, self.advanced, grad)
-        else:
-            xp.add.at(full[self.basic], self.advanced, grad)  # full[basic] is a view: the sums land in full
-        return full
+        """Each selected element's gradient goes back to where it was taken from (a scatter-add:
+        an element picked twice, x[[0, 0]], receives the sum). Its own gradient is indexing again."""
+        from .common import ScatterAdd
+        return ScatterAdd.apply(grad, shape=self.in_shape, basic=self.basic, advanced=self.advanced,
+                                index=self.index)
+
+    def backward_arrays(self, grad):
+        return scatter_add(grad, self.in_shape, self.basic, self.advanced)
+
+
+def scatter_add(grad, shape, basic, advanced):
+    """Zeros of ``shape`` with ``grad`` added at ``[basic][advanced]`` (repeated places summed, in index order)."""
+    xp = get_array_module(grad)
+    full = xp.zeros(shape, dtype=grad.dtype)
+    if advanced is None:
+        full[basic] = grad
+    elif backend.is_cupy_array(grad):
+        _add_at_in_order(full, basic, advanced, grad)
+    else:
+        xp.add.at(full[basic], advanced, grad)  # full[basic] is a view: the sums land in full
+    return full
 
 
 def split_index(index, shape):
@@ -224,6 +241,10 @@ class Cast(Function):
         return x.astype(self.dtype)
 
     def backward(self, grad):
+        """A cast is the identity on values: the gradient comes back in the input's dtype."""
+        return grad.to(self.in_dtype)
+
+    def backward_arrays(self, grad):
         return grad.astype(self.in_dtype)
 
 
@@ -236,4 +257,8 @@ class ToDevice(Function):
         return backend.to_device(x, self.device)
 
     def backward(self, grad):
+        """A copy between devices: the gradient goes back to the input's device."""
+        return grad.to(self.in_device)
+
+    def backward_arrays(self, grad):
         return backend.to_device(grad, self.in_device)

@@ -71,3 +71,70 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
                 f"backward gives {analytic[worst]:.8g}, finite differences give {numeric[worst]:.8g} "
                 f"({int((error > 0).sum())} of {error.size} elements off)")
     return True
+
+
+def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
+    """True if the second derivatives of ``fn(*inputs)`` match central differences of the first; else raise.
+
+    The first derivatives g_i = d(sum(v * fn))/dx_i are computed with
+    ``create_graph=True`` and weighted by fixed random u_i into one scalar
+    S = sum_i sum(u_i * g_i); the gradient of S (a Hessian-vector product,
+    through the textbook rules' own graph) must equal the central
+    differences of S, which need first derivatives only. Inputs as for
+    ``gradcheck``: float64 tensors, those with ``requires_grad=True`` checked.
+    """
+    from ..autograd import grad
+    from ..tensor import Tensor
+    checked = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradgradcheck: no input has requires_grad=True, so there is nothing to check")
+    for number, tensor in enumerate(checked):
+        if tensor.dtype != np.float64:
+            raise ValueError(f"gradgradcheck: checked input {number} is {tensor.dtype}; use float64")
+        if not tensor.data.flags.c_contiguous:
+            tensor.data = tensor.data.copy()
+    output = fn(*inputs)
+    xp = backend.get_array_module(output.data)
+    rng = np.random.default_rng(0)
+    v = Tensor._from_array(xp.asarray(rng.standard_normal(output.shape)).astype(output.dtype))
+    us = [xp.asarray(rng.standard_normal(t.shape)) for t in checked]
+
+    def weighted_gradients(create_graph):
+        gradients = grad(fn(*inputs), checked, grad_outputs=v, create_graph=create_graph, allow_unused=True)
+        return [g for g in gradients]
+
+    def s_value():
+        gradients = weighted_gradients(create_graph=False)
+        return sum(float((g.data * u).sum()) for g, u in zip(gradients, us) if g is not None)
+
+    gradients = weighted_gradients(create_graph=True)
+    terms = [(g * Tensor._from_array(u)).sum() for g, u in zip(gradients, us) if g is not None]
+    if not terms or not any(t.requires_grad for t in terms):
+        analytic = [np.zeros(t.shape) for t in checked]  # every first derivative is constant
+    else:
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        second = grad(total, checked, allow_unused=True)
+        analytic = [np.zeros(t.shape) if s is None else s.numpy() for s, t in zip(second, checked)]
+
+    for number, (tensor, expected) in enumerate(zip(checked, analytic)):
+        numeric = np.zeros(tensor.shape)
+        flat = tensor.data.reshape(-1)
+        for j in range(flat.size):
+            original = float(flat[j])
+            flat[j] = original + eps
+            plus = s_value()
+            flat[j] = original - eps
+            minus = s_value()
+            flat[j] = original
+            numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
+        error = np.abs(expected - numeric) - (atol + rtol * np.abs(numeric))
+        if (error > 0).any():
+            worst = np.unravel_index(np.argmax(error), tensor.shape)
+            raise GradcheckError(
+                f"gradgradcheck: input {number} (shape {tensor.shape}) at index "
+                f"{tuple(int(k) for k in worst)}: the second derivative gives {expected[worst]:.8g}, "
+                f"finite differences of the first give {numeric[worst]:.8g} "
+                f"({int((error > 0).sum())} of {error.size} elements off)")
+    return True
