@@ -363,15 +363,17 @@ def _checked(node, tensor, grad):
         if grad.shape != tensor.shape:
             raise RuntimeError(f"{node.name}.backward returned a gradient of shape {grad.shape} "
                                f"for an input of shape {tensor.shape}")
-        return grad if grad.dtype == tensor.dtype else grad.to(tensor.dtype)
+        if grad.dtype != tensor.dtype:
+            raise RuntimeError(f"{node.name}.backward returned a {grad.dtype} gradient for a {tensor.dtype} input")
+        return grad
     if isinstance(grad, np.generic):
         grad = np.asarray(grad)
     if grad.shape != tensor.shape:
         raise RuntimeError(
             f"{node.name}.backward returned a gradient of shape {grad.shape} "
             f"for an input of shape {tensor.shape}")
-    if grad.dtype != tensor.dtype:
-        grad = grad.astype(tensor.dtype)
+    if grad.dtype != tensor.dtype:  # a rule's bug: casting it here would hide it
+        raise RuntimeError(f"{node.name}.backward returned a {grad.dtype} gradient for a {tensor.dtype} input")
     return grad
 
 

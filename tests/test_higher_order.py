@@ -261,3 +261,16 @@ def test_requires_grad_in_place_as_pytorch():
     assert not x.requires_grad_(False).requires_grad
     with pytest.raises(RuntimeError, match="only be changed on a leaf"):
         (mg.tensor([1.0], requires_grad=True) * 2).requires_grad_(False)
+
+
+def test_a_rule_that_returns_the_wrong_dtype_is_an_error_not_a_silent_cast():
+    class Sloppy(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward_arrays(self, grad):
+            return (2 * grad).astype("float64")
+
+    x = mg.tensor([1.0], requires_grad=True)  # float32
+    with pytest.raises(RuntimeError, match="Sloppy.backward returned a float64 gradient for a float32 input"):
+        Sloppy.apply(x).sum().backward()
