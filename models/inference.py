@@ -33,7 +33,7 @@ def preparer(checkpoint, run, device):
 def load_run(path, device):
     """(checkpoint, the run's options, the model in eval mode with the checkpoint's weights)."""
     checkpoint = training.read_checkpoint(path)
-    run = training.settle(argparse.Namespace(**{"sample": False, "bn_per_rank": False,
+    run = training.fill_defaults(argparse.Namespace(**{"sample": False, "bn_per_rank": False,
                                                 **json.loads(checkpoint["args"])}))
     run.device = device
     training.check_device(device)

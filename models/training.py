@@ -45,7 +45,7 @@ RESUME_MAY_CHANGE = {
 NOT_SAVED = ("resume", "quiet", "debug", "download")
 
 
-def settle(args):
+def fill_defaults(args):
     """Fill what the command line left out: the recipe's choices, then the seed's defaults."""
     defaults = DEFAULTS[args.model]
     recipe = BETTER if args.recipe == "better" else {}
@@ -84,7 +84,7 @@ def resume_args(saved, args, given):
         raise UsageError(f"--resume: these options would change the run, so they are refused: {listed}. "
                          f"A resumed run may change only {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)}; "
                          "start a new run (another --out) to change the others")
-    resumed = settle(type(args)(**{**saved, "out": args.out}))
+    resumed = fill_defaults(type(args)(**{**saved, "out": args.out}))
     for name in given & set(RESUME_MAY_CHANGE):
         setattr(resumed, name, getattr(args, name))
     for name in NOT_SAVED:

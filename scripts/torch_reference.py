@@ -54,7 +54,7 @@ def main(argv=None):
     torch = import_torch()
     if args.out is None:  # train.py's default; pass the --out of the train.py run to compare with
         args.out = os.path.join("runs", f"{args.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    training.settle(args)
+    training.fill_defaults(args)
     training.check_writable(args.out)
     training.check_device(args.device)
     trainer = training.Trainer(args)

@@ -104,7 +104,7 @@ def main(argv):
         checkpoint = training.read_checkpoint(checkpoint_path, "--resume:")
         args = training.resume_args(json.loads(checkpoint["args"]), args, given)
     else:
-        training.settle(args)
+        training.fill_defaults(args)
         if os.path.exists(checkpoint_path):
             raise cli.UsageError(f"{checkpoint_path} exists; pass --resume to continue that run, or another --out")
     if dist._launcher_world_size()[0]:

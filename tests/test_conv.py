@@ -167,16 +167,16 @@ def test_dilated_and_grouped_conv2d_on_the_gpu_equal_the_cpu(cupy, case, dtype):
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * max(1.0, np.abs(expected).max()))
 
 
-@pytest.mark.parametrize("batch_first", [False, True])
-def test_col2im_is_the_adjoint_of_im2col(batch_first):
+@pytest.mark.parametrize("per_image", [False, True])
+def test_col2im_is_the_adjoint_of_im2col(per_image):
     # <im2col(x), c> = <x, col2im(c)>: why col2im is the backward of the copy
     x = randn(2, 3, 6, 5, seed=1)
     kernel_size, stride, padding = (3, 2), (2, 1), ((1, 2), (0, 1))
     for dilation in ((1, 1), (2, 3)):
-        cols = im2col(x, kernel_size, stride, padding, dilation, batch_first=batch_first)
+        cols = im2col(x, kernel_size, stride, padding, dilation, per_image=per_image)
         c = randn(*cols.shape, seed=2)
         assert np.isclose((cols * c).sum(),
-                          (x * col2im(c, x.shape, stride, padding, dilation, batch_first=batch_first)).sum())
+                          (x * col2im(c, x.shape, stride, padding, dilation, per_image=per_image)).sum())
 
 
 def test_dilated_windows_read_every_dth_pixel():
@@ -193,10 +193,10 @@ def test_both_column_layouts_hold_the_same_windows():
     x = randn(3, 2, 7, 6, seed=1)
     kernel_size, stride, padding = (3, 2), (2, 1), ((1, 2), (0, 1))
     by_channel = im2col(x, kernel_size, stride, padding)  # (C, kH, kW, N, Ho, Wo)
-    by_image = im2col(x, kernel_size, stride, padding, batch_first=True)  # (N, C, kH, kW, Ho, Wo)
+    by_image = im2col(x, kernel_size, stride, padding, per_image=True)  # (N, C, kH, kW, Ho, Wo)
     np.testing.assert_array_equal(by_image, by_channel.transpose(3, 0, 1, 2, 4, 5))
     c = randn(*by_image.shape, seed=2)
-    np.testing.assert_allclose(col2im(c, x.shape, stride, padding, batch_first=True),
+    np.testing.assert_allclose(col2im(c, x.shape, stride, padding, per_image=True),
                                col2im(np.ascontiguousarray(c.transpose(1, 2, 3, 0, 4, 5)), x.shape, stride, padding),
                                rtol=1e-12)
 
@@ -336,7 +336,7 @@ def mine_conv(padding, route):
         inputs = [mg.tensor(a, requires_grad=True) for a in (x, weight, bias)]
         out = F.conv2d(*inputs, padding=padding)
         node = out.grad_fn
-        assert route == ("winograd" if node.tile else "by_image" if node.batch_first else "im2col")
+        assert route == ("winograd" if node.tile else "by_image" if node.per_image else "im2col")
         out.backward(mg.tensor(grad))
         return out.numpy(), inputs[0].grad.numpy(), inputs[1].grad.numpy()
     return forward

@@ -539,7 +539,7 @@ def test_a_training_epoch_of_the_script_waits_for_the_gpu_only_at_its_end(cupy):
         pytest.skip("the sync counter is the stand-in's")
     from models import training
     from test_train import train
-    args = training.settle(train.parser().parse_args(["mlp_bn", "--device", "cuda", "--limit", "128", "--quiet"]))
+    args = training.fill_defaults(train.parser().parse_args(["mlp_bn", "--device", "cuda", "--limit", "128", "--quiet"]))
     trainer = training.Trainer(args)
     trainer.train_epoch(lambda batches, desc: batches)  # the first epoch sets things up
     before = cupy._standin.syncs

@@ -216,7 +216,7 @@ def test_the_rules_convolutions_take_the_plain_route():
         if isinstance(node, Conv2d):
             nodes.append(node)
         stack.extend(t.grad_fn for t in node.inputs if t is not None)
-    assert len(nodes) == 2 and all(not n.tile and not n.batch_first for n in nodes)
+    assert len(nodes) == 2 and all(not n.tile and not n.per_image for n in nodes)
 
 
 # ----- (3) gradgradcheck -----------------------------------------------------------------------

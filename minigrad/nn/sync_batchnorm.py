@@ -40,7 +40,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..errors import ShapeError
 from ..ops.common import constant
-from ..ops.norm import BatchNorm, channel_sum, spread
+from ..ops.norm import BatchNorm, channel_sum, per_channel
 from . import functional as F
 from .layers import _BatchNorm
 
@@ -62,7 +62,7 @@ class SyncBatchNormFunction(BatchNorm):
         # this rank's mean and centred sum of squares, in two passes as BatchNorm computes them
         local_sum = channel_sum(x)
         local_mean = local_sum / max(local_count, 1)  # a rank may hold no examples
-        centered = x - spread(local_mean, x)
+        centered = x - per_channel(local_mean, x)
         local_m2 = channel_sum(centered, centered)
         wide = np.float64
         local_sum_wide = local_sum.astype(wide)
@@ -77,12 +77,12 @@ class SyncBatchNormFunction(BatchNorm):
                              f"training, got {int(count)} (input of shape {x.shape} on this rank)")
         if self.running_mean is not None:
             self.update_running(mean, var, count)  # with the global mean, variance and count
-        centered -= spread((mean - local_mean).astype(x.dtype), x)  # x - mu, mu the global mean
+        centered -= per_channel((mean - local_mean).astype(x.dtype), x)  # x - mu, mu the global mean
         inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
         scale = inv_std if weight is None else inv_std * weight
-        out = centered * spread(scale, x)
+        out = centered * per_channel(scale, x)
         if bias is not None:
-            out += spread(bias, x)
+            out += per_channel(bias, x)
         self.count = count.astype(x.dtype)
         self.save_for_backward(centered, inv_std, weight, x)  # x for the textbook rule, as in BatchNorm
         return out
@@ -101,9 +101,9 @@ class SyncBatchNormFunction(BatchNorm):
             global_sum_grad, global_sum_grad_x_hat = sums[:channels], sums[channels:]
             scale = inv_std if weight is None else weight * inv_std
             # dL/dx = gamma inv_std / N (N g - sum g - x_hat sum(g x_hat)), the sums over every rank
-            grad_x = grad * spread(scale, grad)
-            grad_x -= centered * spread(scale * inv_std * global_sum_grad_x_hat / self.count, grad)
-            grad_x -= spread(scale * global_sum_grad / self.count, grad)
+            grad_x = grad * per_channel(scale, grad)
+            grad_x -= centered * per_channel(scale * inv_std * global_sum_grad_x_hat / self.count, grad)
+            grad_x -= per_channel(scale * global_sum_grad / self.count, grad)
         return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
 
     # The textbook ``backward`` is BatchNorm's; only its sums over the batch and its count change.

@@ -170,7 +170,7 @@ def output_size(size, kernel_size, stride, padding, dilation=(1, 1)):
                  for n, span, s, (before, after) in zip(size, window_span(kernel_size, dilation), stride, padding))
 
 
-def im2col(x, kernel_size, stride, padding, dilation=(1, 1), batch_first=False, out=None):
+def im2col(x, kernel_size, stride, padding, dilation=(1, 1), per_image=False, out=None):
     """Every kernel window of x (N, C, H, W), as an array of shape (C, kH, kW, N, Ho, Wo).
 
     ``padding`` is ((top, bottom), (left, right)). One strided slice copy per
@@ -178,14 +178,14 @@ def im2col(x, kernel_size, stride, padding, dilation=(1, 1), batch_first=False, 
     holds the pixel at offset (i, j) of every window at once. The result is
     contiguous, so reshaping it to (C kH kW, N Ho Wo) costs nothing. On the
     CPU the offsets are shared out among threads (see ``run_in_parallel``).
-    ``batch_first=True`` gives (N, C, kH, kW, Ho, Wo) instead: each image's
+    ``per_image=True`` gives (N, C, kH, kW, Ho, Wo) instead: each image's
     columns on their own (see ``Conv2d``); ``out``, an array of that shape,
     receives them (NumPy only).
     """
     xp = get_array_module(x)
     n, c = x.shape[:2]
     out_h, out_w = output_size(x.shape[2:], kernel_size, stride, padding, dilation)
-    if batch_first:
+    if per_image:
         source = pad2d(x, padding)
         cols = xp.empty((n, c, *kernel_size, out_h, out_w), dtype=x.dtype) if out is None else out
         offset = (slice(None), slice(None))  # cols[:, :, i, j]
@@ -204,7 +204,7 @@ def im2col(x, kernel_size, stride, padding, dilation=(1, 1), batch_first=False, 
     return cols
 
 
-def col2im(cols, x_shape, stride, padding, dilation=(1, 1), batch_first=False):
+def col2im(cols, x_shape, stride, padding, dilation=(1, 1), per_image=False):
     """The adjoint of im2col: sum each entry of cols (C, kH, kW, N, Ho, Wo) back onto its pixel of x_shape.
 
     Windows overlap when the stride is smaller than the window, so a pixel
@@ -212,18 +212,18 @@ def col2im(cols, x_shape, stride, padding, dilation=(1, 1), batch_first=False):
     is no input, is cropped off at the end. On the CPU the channels are
     shared out among threads: each channel's sums stay in one thread, in a
     fixed order, so the result does not depend on the thread count.
-    ``batch_first=True`` takes im2col's (N, C, kH, kW, Ho, Wo) layout.
+    ``per_image=True`` takes im2col's (N, C, kH, kW, Ho, Wo) layout.
     """
-    if is_cupy_array(cols) and not batch_first and dilation == (1, 1):
+    if is_cupy_array(cols) and not per_image and dilation == (1, 1):
         return kernels_cuda.col2im(cols, x_shape, stride, padding)  # one launch, each pixel gathering its terms
     xp = get_array_module(cols)
-    if batch_first:
+    if per_image:
         cols = cols.transpose(1, 2, 3, 0, 4, 5)  # a view in the (C, kH, kW, N, Ho, Wo) order of the loop below
     c, kernel_h, kernel_w, n, out_h, out_w = cols.shape
     (top, bottom), (left, right) = padding
     h, w = x_shape[2:]
     padded_size = (h + top + bottom, w + left + right)
-    if batch_first:  # an (N, C, ...) array, seen as (C, N, ...) by the loop
+    if per_image:  # an (N, C, ...) array, seen as (C, N, ...) by the loop
         padded = xp.zeros((n, c, *padded_size), dtype=cols.dtype).transpose(1, 0, 2, 3)
     else:
         padded = xp.zeros((c, n, *padded_size), dtype=cols.dtype)
@@ -318,14 +318,14 @@ class Conv2d(Function):
         # Few input channels (a first layer: C kH kW of at most 32), on the CPU: one product per
         # image, whose (O, Ho Wo) result is already that image's NCHW output. The cheap products
         # of such a layer cost less than moving its big output, and this way nothing is transposed.
-        self.batch_first = (self.fast_routes and not self.tile and self.groups == 1 and not is_cupy_array(x)
+        self.per_image = (self.fast_routes and not self.tile and self.groups == 1 and not is_cupy_array(x)
                             and group_channels * kernel_h * kernel_w <= 32)
         self.x_shape = x.shape
         if self.tile:
             out, transformed = winograd.forward(x, weight, self.padding, self.tile, bias)
             self.save_for_backward(weight, transformed)
             return out
-        if self.batch_first:
+        if self.per_image:
             return self.forward_by_image(x, weight, bias)
         cols = im2col(x, kernel_size, self.stride, self.padding, self.dilation)
         n, out_h, out_w = x.shape[0], cols.shape[-2], cols.shape[-1]
@@ -351,7 +351,7 @@ class Conv2d(Function):
         out_h, out_w = output_size(x.shape[2:], (kernel_h, kernel_w), self.stride, self.padding, self.dilation)
         rows = channels * kernel_h * kernel_w
         cols = np.empty((n, rows + (bias is not None), out_h * out_w), dtype=x.dtype)
-        im2col(x, (kernel_h, kernel_w), self.stride, self.padding, self.dilation, batch_first=True,
+        im2col(x, (kernel_h, kernel_w), self.stride, self.padding, self.dilation, per_image=True,
                out=cols[:, :rows].reshape(n, channels, kernel_h, kernel_w, out_h, out_w))
         weight_matrix = weight.reshape(out_channels, rows)
         if bias is not None:
@@ -418,7 +418,7 @@ class Conv2d(Function):
     def backward_arrays(self, grad):
         n, out_channels, out_h, out_w = grad.shape
         wants_bias = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
-        if self.batch_first:
+        if self.per_image:
             return self.backward_by_image(grad, wants_bias)
         # b[o] is added to every position of every image in channel o
         grad_bias = channel_sum(grad) if wants_bias else None
@@ -452,7 +452,7 @@ class Conv2d(Function):
         grad_x = grad_weight = grad_bias = None
         if self.needs_input_grad[0]:
             grad_cols = (weight_matrix.T @ grad).reshape(n, self.x_shape[1], *weight.shape[2:], out_h, out_w)
-            grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding, self.dilation, batch_first=True)
+            grad_x = col2im(grad_cols, self.x_shape, self.stride, self.padding, self.dilation, per_image=True)
         if self.needs_input_grad[1] or wants_bias:
             grad_both = (grad @ cols.transpose(0, 2, 1)).sum(axis=0)  # (O, rows + 1 if a bias)
             if self.needs_input_grad[1]:

@@ -304,7 +304,7 @@ class ReLU(Function):
 
         def relu(part):
             xp.maximum(x[part], y[part], out=y[part])
-        by_rows(relu, x)
+        on_row_slices(relu, x)
         self.save_for_backward(y)
         return y
 
@@ -325,11 +325,11 @@ class ReLU(Function):
 
         def select(part):
             xp.copyto(grad_x[part], grad[part], where=y[part] > 0)
-        by_rows(select, grad)
+        on_row_slices(select, grad)
         return grad_x
 
 
-def by_rows(work, x):
+def on_row_slices(work, x):
     """Call ``work(part)`` on slices of x's first axis, shared among threads when x is big (a 0-d x: one call)."""
     if x.ndim == 0:
         work(...)

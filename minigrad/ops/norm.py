@@ -113,7 +113,7 @@ class BatchNorm(Function):
         def normalize(part):  # channels ``part``: every line below reads and writes only those
             if self.training:
                 mean[part] = channel_sum(x[:, part]) / count
-            xp.subtract(x[:, part], spread(mean[part], x), out=centered[:, part])
+            xp.subtract(x[:, part], per_channel(mean[part], x), out=centered[:, part])
             if self.training:
                 var[part] = channel_sum(centered[:, part], centered[:, part]) / count  # biased: divides by m
             # y = gamma x_hat + beta = (gamma inv_std) (x - mu) + beta: x_hat itself is never
@@ -121,9 +121,9 @@ class BatchNorm(Function):
             scale = 1 / xp.sqrt(var[part] + self.eps)
             if weight is not None:
                 scale *= weight[part]
-            xp.multiply(centered[:, part], spread(scale, x), out=out[:, part])
+            xp.multiply(centered[:, part], per_channel(scale, x), out=out[:, part])
             if bias is not None:
-                out[:, part] += spread(bias[part], x)
+                out[:, part] += per_channel(bias[part], x)
         by_channel(normalize, x)
         if self.training and self.running_mean is not None:
             self.update_running(mean, var, count)
@@ -154,13 +154,13 @@ class BatchNorm(Function):
                 sum_grad_x_hat[part] = channel_sum(g, centered[:, part]) * inv_std[part]
             if needs_x:
                 dx = grad_x[:, part]
-                xp.multiply(g, spread(scale[part], grad), out=dx)
+                xp.multiply(g, per_channel(scale[part], grad), out=dx)
                 if fused:
                     # dL/dx = gamma inv_std / m (m g - sum g - x_hat sum(g x_hat)), derived above, as
                     # dx above minus two per-channel terms, subtracted in place (one temporary)
                     x_hat_factor = scale[part] * inv_std[part] * sum_grad_x_hat[part] / self.count
-                    dx -= centered[:, part] * spread(x_hat_factor, grad)
-                    dx -= spread(scale[part] * sum_grad[part] / self.count, grad)
+                    dx -= centered[:, part] * per_channel(x_hat_factor, grad)
+                    dx -= per_channel(scale[part] * sum_grad[part] / self.count, grad)
         by_channel(gradients, grad)
         return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
 
@@ -223,7 +223,7 @@ def by_channel(work, x):
     run_on_slices(work, x.shape[1], x, min_size=PARALLEL_SIZE)
 
 
-def spread(values, x):
+def per_channel(values, x):
     """Per-channel values (C,) shaped to broadcast against x, (N, C) or (N, C, H, W).
 
     For images each channel's value is repeated over the H W positions, a
