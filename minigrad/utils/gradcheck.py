@@ -53,24 +53,39 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     for i in checked:
         tensor = inputs[i]
         analytic = np.zeros(tensor.shape) if tensor.grad is None else tensor.grad.numpy()
-        numeric = np.zeros(tensor.shape)
-        flat = tensor.data.reshape(-1)  # a view: nudging it nudges the input
-        for j in range(flat.size):
-            original = float(flat[j])
-            flat[j] = original + eps
-            plus = weighted_sum()
-            flat[j] = original - eps
-            minus = weighted_sum()
-            flat[j] = original
-            numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
-        error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
-        if (error > 0).any():
-            worst = np.unravel_index(np.argmax(error), tensor.shape)
-            raise GradcheckError(
-                f"gradcheck: input {i} (shape {tensor.shape}) at index {tuple(int(k) for k in worst)}: "
-                f"backward gives {analytic[worst]:.8g}, finite differences give {numeric[worst]:.8g} "
-                f"({int((error > 0).sum())} of {error.size} elements off)")
+        numeric = central_differences(weighted_sum, tensor, eps)
+        compare(analytic, numeric, atol, rtol, f"gradcheck: input {i} (shape {tensor.shape})",
+                "backward gives", "finite differences give")
     return True
+
+
+def central_differences(value, tensor, eps):
+    """(value() at x + eps e_j - value() at x - eps e_j) / (2 eps) for every element j of ``tensor``.
+
+    ``tensor``'s array is nudged in place, through a flat view (so it must be
+    contiguous), and put back after each element.
+    """
+    numeric = np.zeros(tensor.shape)
+    flat = tensor.data.reshape(-1)  # a view: nudging it nudges the input
+    for j in range(flat.size):
+        original = float(flat[j])
+        flat[j] = original + eps
+        plus = value()
+        flat[j] = original - eps
+        minus = value()
+        flat[j] = original
+        numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
+    return numeric
+
+
+def compare(analytic, numeric, atol, rtol, where, analytic_says, numeric_says):
+    """Raise GradcheckError naming the worst element if |analytic - numeric| > atol + rtol |numeric| anywhere."""
+    error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
+    if (error > 0).any():
+        worst = np.unravel_index(np.argmax(error), numeric.shape)
+        raise GradcheckError(
+            f"{where} at index {tuple(int(k) for k in worst)}: {analytic_says} {analytic[worst]:.8g}, "
+            f"{numeric_says} {numeric[worst]:.8g} ({int((error > 0).sum())} of {error.size} elements off)")
 
 
 def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
@@ -100,8 +115,7 @@ def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     us = [xp.asarray(rng.standard_normal(t.shape)) for t in checked]
 
     def weighted_gradients(create_graph):
-        gradients = grad(fn(*inputs), checked, grad_outputs=v, create_graph=create_graph, allow_unused=True)
-        return [g for g in gradients]
+        return grad(fn(*inputs), checked, grad_outputs=v, create_graph=create_graph, allow_unused=True)
 
     def s_value():
         gradients = weighted_gradients(create_graph=False)
@@ -119,22 +133,7 @@ def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
         analytic = [np.zeros(t.shape) if s is None else s.numpy() for s, t in zip(second, checked)]
 
     for number, (tensor, expected) in enumerate(zip(checked, analytic)):
-        numeric = np.zeros(tensor.shape)
-        flat = tensor.data.reshape(-1)
-        for j in range(flat.size):
-            original = float(flat[j])
-            flat[j] = original + eps
-            plus = s_value()
-            flat[j] = original - eps
-            minus = s_value()
-            flat[j] = original
-            numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
-        error = np.abs(expected - numeric) - (atol + rtol * np.abs(numeric))
-        if (error > 0).any():
-            worst = np.unravel_index(np.argmax(error), tensor.shape)
-            raise GradcheckError(
-                f"gradgradcheck: input {number} (shape {tensor.shape}) at index "
-                f"{tuple(int(k) for k in worst)}: the second derivative gives {expected[worst]:.8g}, "
-                f"finite differences of the first give {numeric[worst]:.8g} "
-                f"({int((error > 0).sum())} of {error.size} elements off)")
+        compare(expected, central_differences(s_value, tensor, eps), atol, rtol,
+                f"gradgradcheck: input {number} (shape {tensor.shape})", "the second derivative gives",
+                "finite differences of the first give")
     return True
