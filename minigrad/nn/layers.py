@@ -146,18 +146,27 @@ class _BatchNorm(Module):
         if x.shape[1] != self.num_features:
             raise ValueError(f"{name}({self.num_features}): input has {x.shape[1]} {self.feature_name} "
                              f"(input shape {x.shape})")
+        running_mean, running_var, use_batch_stats, momentum = self.this_step()
+        return F.batch_norm(x, running_mean, running_var, self.weight, self.bias,
+                            training=use_batch_stats, momentum=momentum, eps=self.eps)
+
+    def this_step(self):
+        """(running_mean, running_var, use_batch_stats, momentum) for this forward; counts the batch.
+
+        Batch statistics in training, and also in eval when there are no
+        running ones; in training without tracking, the buffers (if any) are
+        left untouched (passed as None).
+        """
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
             if self.momentum is None:  # a cumulative average: batch k gets weight 1/k
                 momentum = 1.0 / self.num_batches_tracked.item()
-        # Batch statistics in training, and also in eval when there are no running ones.
         use_batch_stats = self.training or self.running_mean is None
         running_mean, running_var = self.running_mean, self.running_var
         if self.training and not self.track_running_stats:
-            running_mean = running_var = None  # leave the buffers, if any, untouched
-        return F.batch_norm(x, running_mean, running_var, self.weight, self.bias,
-                            training=use_batch_stats, momentum=momentum, eps=self.eps)
+            running_mean = running_var = None
+        return running_mean, running_var, use_batch_stats, momentum
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -165,16 +165,8 @@ class SyncBatchNorm(_BatchNorm):
         if x.shape[1] != self.num_features:
             raise ShapeError(f"SyncBatchNorm({self.num_features}): input has {x.shape[1]} channels "
                              f"(input shape {x.shape})")
-        # momentum, counting and the choice of statistics as in BatchNorm (layers._BatchNorm.forward)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
-            if self.momentum is None:
-                momentum = 1.0 / self.num_batches_tracked.item()
-        use_batch_stats = self.training or self.running_mean is None
-        running_mean, running_var = self.running_mean, self.running_var
-        if self.training and not self.track_running_stats:
-            running_mean = running_var = None
+        # momentum, counting and the choice of statistics as in BatchNorm
+        running_mean, running_var, use_batch_stats, momentum = self.this_step()
         synchronised = self.training and dist.is_initialized() and dist.get_world_size() > 1
         if not synchronised:
             return F.batch_norm(x, running_mean, running_var, self.weight, self.bias,
