@@ -13,6 +13,7 @@ import minigrad.nn.functional as F
 from minigrad.data import transforms
 
 from . import datasets, training
+from .training import model_input
 from .cli import DataError, user_files
 
 
@@ -22,19 +23,13 @@ def preparer(checkpoint, run, device):
     if run.standardize:  # the training images' statistics (older checkpoints keep them as (C, 1, 1))
         normalize = transforms.Normalize(np.asarray(checkpoint["mean"]).reshape(-1),
                                          np.asarray(checkpoint["std"]).reshape(-1))
-
-    def prepare(images, training=False):
-        if normalize is not None:
-            images = normalize(images)
-        return mg.tensor(images.astype(np.float32, copy=False), device=device)
-    return prepare
+    return lambda images, training=False: model_input(images, normalize, device)  # never augmented
 
 
 def load_run(path, device):
     """(checkpoint, the run's options, the model in eval mode with the checkpoint's weights)."""
     checkpoint = training.read_checkpoint(path)
-    run = training.fill_defaults(argparse.Namespace(**{"sample": False, "bn_per_rank": False,
-                                                **json.loads(checkpoint["args"])}))
+    run = training.fill_defaults(argparse.Namespace(**json.loads(checkpoint["args"])))
     run.device = device
     training.check_device(device)
     model = training.build_model(run).to(device)

@@ -200,11 +200,7 @@ class Trainer:
             + ([transforms.RandomHorizontalFlip(generator=self.augment_rng)] if "flip" in args.augment else []))
 
     def prepare(self, images, training):
-        if training:
-            images = self.augment(images)
-        if self.normalize is not None:
-            images = self.normalize(images)
-        return mg.tensor(images.astype(np.float32, copy=False), device=self.device)
+        return model_input(self.augment(images) if training else images, self.normalize, self.device)
 
     def train_epoch(self, progress):
         self.network.train()
@@ -283,6 +279,13 @@ class Trainer:
         if self.schedule is not None:  # to the steps done; its T_max is this run's (--epochs may have grown)
             self.schedule.last_epoch = self.epoch * len(self.loader) - 1
             self.schedule.step()
+
+
+def model_input(images, normalize, device):
+    """A batch of images (NumPy) as the model's input: standardised if ``normalize``, float32, on ``device``."""
+    if normalize is not None:
+        images = normalize(images)
+    return mg.tensor(images.astype(np.float32, copy=False), device=device)
 
 
 def evaluate(model, dataset, prepare, batch_size, device):

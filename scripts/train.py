@@ -20,6 +20,7 @@ Under ``mpiexec -n N`` each process trains on 1/N of every epoch with
 it); gradients are averaged and BatchNorm uses all N processes' batches
 (``--bn-per-rank`` keeps each process's own). Process 0 alone prints and writes.
 """
+import datetime
 import functools
 import json
 import os
@@ -65,7 +66,7 @@ def parser():
     return p
 
 
-def given_options(argv, args):
+def given_options(args):
     """The options the command line set (argparse fills the others with None)."""
     return {key for key, value in vars(args).items() if value is not None and value is not False}
 
@@ -91,10 +92,9 @@ def check_options(args):
 
 def main(argv):
     args = parser().parse_args(argv)
-    given = given_options(argv, args)
+    given = given_options(args)
     check_options(args)
     if args.out is None:
-        import datetime
         args.out = os.path.join("runs", f"{args.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     checkpoint_path = os.path.join(args.out, training.CHECKPOINT)
     checkpoint = None
