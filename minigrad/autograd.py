@@ -29,7 +29,8 @@ import weakref
 
 import numpy as np
 
-from .backend import device_of, on_device_of
+from . import config
+from .backend import device_of, get_array_module, on_device_of
 
 _state = threading.local()
 
@@ -38,32 +39,34 @@ def is_grad_enabled():
     return getattr(_state, "grad_enabled", True)
 
 
-class no_grad(contextlib.ContextDecorator):
+class _GradMode(contextlib.ContextDecorator):
+    """Set recording on or off (``enabled``) inside a block, per thread, and put the old setting back after."""
+
+    enabled = None
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = self.enabled
+
+    def __exit__(self, *exc_info):
+        _state.grad_enabled = self._previous
+        return False
+
+
+class no_grad(_GradMode):
     """Record no graph inside this block (or decorated function): for evaluation and updates.
 
     The switch is per thread, so one thread evaluating does not turn off
     gradients in another that trains.
     """
 
-    def __enter__(self):
-        self._previous = is_grad_enabled()
-        _state.grad_enabled = False
-
-    def __exit__(self, *exc_info):
-        _state.grad_enabled = self._previous
-        return False
+    enabled = False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_GradMode):
     """Record the graph inside this block even within ``no_grad`` (the backward of create_graph uses it)."""
 
-    def __enter__(self):
-        self._previous = is_grad_enabled()
-        _state.grad_enabled = True
-
-    def __exit__(self, *exc_info):
-        _state.grad_enabled = self._previous
-        return False
+    enabled = True
 
 
 class Version:
@@ -236,7 +239,8 @@ def _initial_grad(output, grad_output, caller):
         if output.data.size != 1:
             raise RuntimeError(f"{caller}: grad can be implicitly created only for scalar outputs; "
                                f"pass the gradient of the output (shape {output.shape})")
-        return Tensor._from_array(output.data * 0 + 1)
+        with on_device_of(output.data):  # ones, even where the output is inf or NaN
+            return Tensor._from_array(get_array_module(output.data).ones_like(output.data))
     if not isinstance(grad_output, Tensor):
         raise TypeError(f"{caller}: grad_outputs must be Tensors, got {type(grad_output).__name__}")
     if grad_output.shape != output.shape:
@@ -262,9 +266,8 @@ def _run(tensor, grad, retain_graph, create_graph, on_leaf, stop=None):
         on_leaf(tensor, grad)
         return
     outputs = {}  # node -> its output tensor, for the tensors grad() asks about
-    if stop:
-        if id(tensor) in stop:
-            outputs[root] = tensor
+    if stop and id(tensor) in stop:
+        outputs[root] = tensor
     # Pass 1: how many consumers does each node have inside this graph?
     consumers = {root: 0}
     stack = [root]
@@ -322,8 +325,6 @@ def _node_backward(node, grad_output, create_graph):
     no textbook rule. Otherwise the textbook ``backward`` runs on Tensors,
     recording its own graph when ``create_graph`` asks for one.
     """
-    from . import config
-    from .tensor import Tensor
     textbook = type(node).backward is not Function.backward
     fast = getattr(node, "backward_arrays", None)
     if not create_graph and fast is not None and (config.fast or not textbook):
@@ -338,6 +339,7 @@ def _node_backward(node, grad_output, create_graph):
             with enable_grad():
                 result = node.backward(grad_output)
         else:
+            from .tensor import Tensor
             with no_grad():
                 result = node.backward(Tensor._from_array(grad_output))
     result = result if isinstance(result, tuple) else (result,)

@@ -274,3 +274,10 @@ def test_a_rule_that_returns_the_wrong_dtype_is_an_error_not_a_silent_cast():
     x = mg.tensor([1.0], requires_grad=True)  # float32
     with pytest.raises(RuntimeError, match="Sloppy.backward returned a float64 gradient for a float32 input"):
         Sloppy.apply(x).sum().backward()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp")
+def test_the_implicit_gradient_of_an_infinite_output_is_one_not_nan():
+    x = mg.tensor(np.array([1000.0]), requires_grad=True)  # e^1000 overflows to inf
+    g, = mg.autograd.grad(x.exp().sum(), x)
+    assert np.isposinf(g.numpy()).all()  # d e^x / dx = e^x = inf, not inf * NaN

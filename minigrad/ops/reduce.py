@@ -206,16 +206,16 @@ class Max(_Reduction):
 
     def backward(self, grad):
         """Slope 1 for the largest element of each group, 0 for the others; ties share it equally."""
-        x, = self.inputs
-        winners = x.data == x.data.max(axis=self.axes, keepdims=True)
-        share = (winners / winners.sum(axis=self.axes, keepdims=True)).astype(x.dtype, copy=False)
-        return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) * constant(share)
+        return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) * constant(self.shares())
 
     def backward_arrays(self, grad):
+        return expand(grad, self.in_shape, self.axes, self.keepdims) * self.shares()
+
+    def shares(self):
+        """Each element's share of its group's gradient: 1/k for the k elements equal to the maximum, else 0."""
         x, out = self.saved
         winners = x == out
-        share = winners / winners.sum(axis=self.axes, keepdims=True)
-        return expand(grad, self.in_shape, self.axes, self.keepdims) * share.astype(x.dtype, copy=False)
+        return (winners / winners.sum(axis=self.axes, keepdims=True)).astype(x.dtype, copy=False)
 
 
 def argmax(array, axis=None):
