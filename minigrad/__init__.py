@@ -1,5 +1,6 @@
 """minigrad: a small deep-learning framework with reverse-mode autodiff on NumPy or CuPy."""
-from . import backend, config, errors
+from . import config  # first: it sets OpenBLAS's thread timeout before NumPy loads
+from . import backend, errors
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .backend import float32, float64, int64, manual_seed
@@ -11,5 +12,6 @@ from . import nn, optim, utils
 from . import data
 from . import distributed
 from .serialization import load, save
+from . import fast
 
 __version__ = "0.1.0"

@@ -103,9 +103,13 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        """Run the node on tensors and, if any input needs a gradient, record it."""
+        """Run the node on tensors and, if any input needs a gradient, record it.
+
+        While ``mg.config.fast`` is on, an op with a fast drop-in (``minigrad/fast``)
+        runs that one: a subclass with a faster forward and a first-order array rule.
+        """
         from .tensor import Tensor
-        node = cls(**options)
+        node = config.chosen(cls)(**options)
         for tensor in inputs:
             if tensor is not None and not isinstance(tensor, Tensor):
                 raise TypeError(f"{node.name}: expected Tensor inputs, got a {type(tensor).__name__}; "

@@ -7,21 +7,11 @@ put on ``"cuda"``: a CPU-only install never touches it.
 """
 import contextlib
 import numbers
-import os
 import threading
 
-# OpenBLAS's idle worker threads spin for about 0.1 s (2^28 cycles) after every
-# matrix product, holding a core that minigrad's own threaded passes (BatchNorm,
-# pooling, the convolution's copies) then wait for: on 2 cores a max-pool right
-# after a product took 10.4 ms instead of 5.8. 2^20 cycles, well under a
-# millisecond, keeps them awake between the products of one layer but not into
-# the next op: mnist_bn and cifar_bn training steps were 10-17% faster
-# (docs/performance.md; 2^4, sleeping at once, made mnist_bn slower). OpenBLAS
-# reads it when NumPy loads it, so it counts only if minigrad is imported
-# before NumPy; a value already in the environment is kept.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+import numpy as np
 
-import numpy as np  # noqa: E402  (after the line above, on purpose)
+from . import config
 
 # dtype aliases users write as ``mg.float32``; a np.dtype compares equal to
 # np.float32, "float32" and the dtype of a NumPy array alike.
@@ -31,10 +21,6 @@ int64 = np.dtype("int64")
 default_float_dtype = float32
 
 
-# Float32 matrix products on the GPU round as cuBLAS does in float32, never in TF32
-# (10-bit mantissas), whatever $CUPY_TF32 says: the GPU must compute what the CPU
-# computes. Set to True before the first GPU op to trade that for speed.
-ALLOW_TF32 = False
 _checked_cupy = set()  # the CuPy modules (by id) already probed
 
 
@@ -69,12 +55,17 @@ def _probe(cupy):
                 f"device 'cuda': CuPy cannot load CUDA's {library} ({error}); install CuPy with CUDA's "
                 'libraries: pip install -e ".[cuda]" (cupy-cuda12x[ctk]) or ".[cuda13]"') from error
     from cupy._core import _routines_linalg as linalg
-    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if ALLOW_TF32 else linalg.COMPUTE_TYPE_DEFAULT)
+    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if config.allow_tf32 else linalg.COMPUTE_TYPE_DEFAULT)
 
 
 def is_cupy_array(array):
     """True for a CuPy array, found without importing CuPy."""
     return type(array).__module__.startswith("cupy")
+
+
+def is_array(value):
+    """True for a NumPy or a CuPy array (not for lists, numbers or Tensors)."""
+    return isinstance(value, np.ndarray) or is_cupy_array(value)
 
 
 def get_array_module(array):
@@ -150,6 +141,19 @@ def check_later(failed, message):
     earlier = _pending_checks.get(message)
     with on_device_of(failed):
         _pending_checks[message] = failed if earlier is None or earlier.device != failed.device else earlier | failed
+
+
+def fail_if(failed, message, details=None):
+    """Raise ValueError if the boolean array ``failed`` is True anywhere: now on the CPU, later on a GPU.
+
+    On a GPU the check waits for the next copy to the host (``check_later``), so
+    that the host does not stop for the device; on the CPU it is made at once,
+    and ``details()``, if given, adds what only the values can say (": got ...").
+    """
+    if is_cupy_array(failed):
+        check_later(failed.any(), message + " (checked at the next copy to the host)")
+    elif failed.any():
+        raise ValueError(message if details is None else f"{message}, {details()}")
 
 
 def as_numpy(array):
@@ -262,8 +266,8 @@ class CounterGenerator:
 
     def random(self, shape, dtype=np.float64):
         """Uniform numbers in [0, 1), on the current device."""
-        from .ops import kernels_cuda
-        return kernels_cuda.uniform(shape, dtype, self._key())
+        from .fast import cuda_kernels
+        return cuda_kernels.uniform(shape, dtype, self._key())
 
     def standard_normal(self, shape, dtype=np.float64):
         """Normal numbers by Box and Muller's transform of two uniform draws, in float64."""
@@ -272,84 +276,33 @@ class CounterGenerator:
         return (radius * xp.cos((2 * np.pi) * self.random(shape))).astype(dtype, copy=False)
 
 
-def reuse_host_memory():
-    """Ask the C allocator to keep freed memory for reuse instead of returning it to the OS.
+def add_at(target, index, values):
+    """``target[index] += values``, a place named several times receiving every value: repeats summed in index order.
 
-    A training step allocates the same large NumPy temporaries every time
-    (im2col's columns, activations, their gradients). glibc hands blocks of
-    more than 128 KiB to the OS when they are freed, so the next step
-    page-faults them back in, a cost that grows with the batch. Raising
-    malloc's mmap and trim thresholds (``mallopt``) keeps them in the heap:
-    about 15% off a batch-256 ``mnist_bn`` step on 2 cores, at the price of
-    the process keeping its peak memory. The same effect from the shell:
-    ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=2000000000``.
-    Returns True where it applied (Linux with glibc), False elsewhere.
+    NumPy's ``add.at`` adds the repeats one by one in index order. CuPy's adds
+    them with atomics, in whatever order the GPU's threads arrive, so the
+    rounding would differ from run to run and from the CPU. On a GPU, then,
+    each value is ranked among the values that go to its place (0 for the
+    first, 1 for the second, ...), and round r adds the values of rank r, the
+    others contributing an exact 0: every place gets its sum in index order,
+    the same bits every run and as NumPy's. It waits for the GPU once, to
+    learn how many rounds there are. ``values`` has target's dtype and the
+    shape of ``target[index]`` (or broadcasts to it); ``target`` may be a view.
     """
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(mallopt(m_trim_threshold, 2_000_000_000) and mallopt(m_mmap_threshold, 1_000_000_000))
-
-
-_workers = None
-
-
-def cpu_threads():
-    """How many threads minigrad's own copy loops use: $MINIGRAD_NUM_THREADS, else every core."""
-    return max(1, int(os.environ.get("MINIGRAD_NUM_THREADS", 0)) or os.cpu_count() or 1)
-
-
-def run_in_parallel(work, items, array):
-    """Call ``work(part)`` on consecutive parts of the list ``items``, one part per thread, for an op on ``array``.
-
-    NumPy runs one copy or addition on one core, while BLAS uses them all.
-    Big strided copies (im2col, col2im) release Python's lock while they run,
-    so threads that each copy a disjoint part of an array do use every core.
-    Each ``work`` must write only its own part, so the result is the same as
-    running the parts one after another. CuPy arrays get one call with every
-    item: the GPU runs the copies asynchronously anyway.
-    """
-    global _workers
-    items = list(items)
-    threads = min(cpu_threads(), len(items))
-    # inside a worker already (an op split among threads calling another): the
-    # workers are all busy with the outer parts, so waiting for them would hang
-    nested = threading.current_thread().name.startswith("minigrad")
-    if is_cupy_array(array) or threads <= 1 or nested:
-        work(items)
+    if not is_cupy_array(target):
+        np.add.at(target, index, values)
         return
-    if _workers is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _workers = ThreadPoolExecutor(max_workers=cpu_threads(), thread_name_prefix="minigrad")
-    parts = [items[k * len(items) // threads:(k + 1) * len(items) // threads] for k in range(threads)]
-    # the calling thread does the first part itself: one hand-over less per call
-    futures = [_workers.submit(work, part) for part in parts[1:]]
-    work(parts[0])
-    for future in futures:
-        future.result()
-
-
-# Below this many values, handing parts to threads costs more than it saves.
-PARALLEL_SIZE = 1 << 17
-
-
-def run_on_slices(work, n, array, min_size=0):
-    """Call ``work(part)`` for consecutive slices ``part`` of range(n), one slice per thread (see ``run_in_parallel``).
-
-    For an op on ``array`` that splits along one axis: the images of a batch,
-    a run of channels, the entries of a flattened weight. CuPy arrays, and
-    arrays of fewer than ``min_size`` values, get one call with the whole range.
-    """
-    small = array.size < min_size
-    threads = 1 if small or is_cupy_array(array) else max(1, min(cpu_threads(), n))
-    bounds = [k * n // threads for k in range(threads + 1)]
-
-    def work_on(parts):
-        for start, stop in parts:
-            work(slice(start, stop))
-    run_in_parallel(work_on, zip(bounds[:-1], bounds[1:]), array)
+    xp = get_array_module(target)
+    with on_device_of(target):
+        place = xp.arange(target.size).reshape(target.shape)[index]  # where each value goes in target, flattened
+        values = xp.broadcast_to(values, place.shape).reshape(-1)
+        place = place.reshape(-1)
+        order = xp.argsort(place * values.size + xp.arange(values.size))  # by place, then by position
+        place, values = place[order], values[order]
+        rank = xp.arange(values.size) - xp.searchsorted(place, place, side="left")
+        contiguous = xp.ascontiguousarray(target)  # target itself, unless target is a strided view
+        flat = contiguous.reshape(-1)
+        for r in range(int(rank.max()) + 1 if values.size else 0):
+            xp.add.at(flat, place, xp.where(rank == r, values, 0))
+        if contiguous is not target:
+            target[...] = contiguous

@@ -36,7 +36,7 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad=False):
-        self.data = _checked_dtype(data) if _is_array(data) else _from_python(data, None)
+        self.data = _checked_dtype(data) if backend.is_array(data) else _from_python(data, None)
         self.grad = None
         self.grad_fn = None
         self._requires_grad = False
@@ -484,18 +484,23 @@ class Tensor:
     clamp = clip
 
     def relu(self):
+        """max(x, 0)."""
         return elementwise.ReLU.apply(self)
 
     def sigmoid(self):
+        """1 / (1 + e^-x)."""
         return elementwise.Sigmoid.apply(self)
 
     def tanh(self):
+        """(e^x - e^-x) / (e^x + e^-x)."""
         return elementwise.Tanh.apply(self)
 
     def softmax(self, axis=-1):
+        """e^x / sum e^x along ``axis`` (PyTorch calls it ``dim``)."""
         return loss.Softmax.apply(self._floating(), axis=axis)
 
     def log_softmax(self, axis=-1):
+        """log softmax(x), computed stably as x - max - log sum e^(x - max)."""
         return loss.LogSoftmax.apply(self._floating(), axis=axis)
 
 
@@ -567,10 +572,6 @@ def result_type(*operands):
 
 
 # ----- making tensors ------------------------------------------------------------------
-def _is_array(data):
-    return isinstance(data, np.ndarray) or backend.is_cupy_array(data)
-
-
 def _checked_dtype(array):
     """The array itself if it holds numbers minigrad computes with (bool, integers, floats), else a TypeError."""
     if array.dtype.kind not in _CATEGORY:
@@ -608,7 +609,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """
     if isinstance(data, Tensor):
         data = data.data
-    if _is_array(data):
+    if backend.is_array(data):
         _checked_dtype(data)
         array = _checked_dtype(data.astype(np.dtype(dtype))) if dtype is not None else data.copy()
     else:
@@ -616,3 +617,13 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     if device is not None:
         array = backend.to_device(array, device)
     return Tensor(array, requires_grad=requires_grad)
+
+
+def forget_grads(tensors, set_to_none=True):
+    """``zero_grad`` of a Module and of an Optimizer: each gradient set to None (PyTorch's default) or to zeros."""
+    for t in tensors:
+        if set_to_none:
+            t.grad = None
+        elif t.grad is not None:
+            with backend.on_device_of(t.data):
+                t.grad = Tensor._from_array(backend.get_array_module(t.data).zeros_like(t.data))

@@ -23,14 +23,14 @@ it is a CUDA build that sees one. Otherwise minigrad is timed alone, one line
 says why, the PyTorch columns show "-" and their JSON fields are null. With
 ``--device cuda`` the header and the JSON record the GPU, the CUDA runtime and
 driver, CuPy and PyTorch versions, and TF32: minigrad pins it off
-(``mg.backend.ALLOW_TF32``) and the script turns it off in PyTorch too
+(``mg.config.allow_tf32``) and the script turns it off in PyTorch too
 (``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``),
 so both multiply in full float32.
 
 Threads: NumPy's BLAS uses every core unless OPENBLAS_NUM_THREADS (or
 OMP_NUM_THREADS / MKL_NUM_THREADS) says otherwise; PyTorch likewise
 (torch.get_num_threads()). Both counts are printed with the results.
-Memory: the script calls ``mg.backend.reuse_host_memory()`` first, as the
+Memory: the script calls ``mg.fast.cpu.reuse_host_memory()`` first, as the
 training script does (``--no-reuse-memory`` to measure without it).
 """
 import datetime
@@ -42,9 +42,9 @@ import sys
 import time
 import tracemalloc
 
-import minigrad as mg  # (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
 import numpy as np
 
+import minigrad as mg
 import minigrad.nn.functional as F
 from models import build, cli, torch_twin, training
 
@@ -281,7 +281,7 @@ def environment(device, no_torch_reason):
         info["cuda_driver"] = cuda_version(runtime.driverGetVersion())
         info["cupy"] = cupy.__version__
         info["torch_cuda"] = torch.version.cuda if torch else None
-        info["minigrad_tf32"] = mg.backend.ALLOW_TF32
+        info["minigrad_tf32"] = mg.config.allow_tf32
         info["torch_tf32"] = None  # not timed
         if no_torch_reason is None:
             info["torch_tf32"] = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
@@ -335,7 +335,7 @@ def parser():
     p.add_argument("--no-ops", action="store_true", help="skip the single-op timings")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--no-reuse-memory", action="store_true",
-                   help="leave glibc's malloc thresholds alone (see mg.backend.reuse_host_memory)")
+                   help="leave glibc's malloc thresholds alone (see mg.fast.cpu.reuse_host_memory)")
     return p
 
 
@@ -346,13 +346,13 @@ def main(argv=None):
     if args.json:
         check_can_write("--json", args.json)
     if not args.no_reuse_memory:
-        mg.backend.reuse_host_memory()
+        mg.fast.cpu.reuse_host_memory()
     training.check_device(args.device)  # no CuPy, no GPU: one line now, not a traceback from the first step
     no_torch_reason = why_no_torch(args.device)
     with_torch = no_torch_reason is None
     if not with_torch:
         print(no_torch_reason)
-    elif args.device == "cuda":  # full float32 products, as minigrad computes them (mg.backend.ALLOW_TF32)
+    elif args.device == "cuda":  # full float32 products, as minigrad computes them (mg.config.allow_tf32)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         print("PyTorch: TF32 turned off (torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32 = False)")

@@ -24,9 +24,9 @@ import os
 import sys
 import time
 
-import minigrad as mg  # (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
 import numpy as np
 
+import minigrad as mg
 import minigrad.nn.functional as F
 import models
 from models import cli, datasets, training
@@ -159,7 +159,7 @@ def main(argv=None):
         raise cli.DataError(f"--data-dir {args.data_dir}: "
                             f"{'not a folder' if os.path.exists(args.data_dir) else 'no such folder'}")
     training.check_writable(args.out)
-    mg.backend.reuse_host_memory()
+    mg.fast.cpu.reuse_host_memory()
     # every model's data now, so that a missing data set is found before the first run, not hours later
     data = {name: (load(name, "train", args, args.limit), load(name, "test", args, args.test_limit))
             for name in args.models}

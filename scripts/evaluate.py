@@ -16,7 +16,6 @@ outputs NaN gets a warning and exit status 1 instead of an accuracy.
 import os
 import sys
 
-import minigrad  # noqa: F401  (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
 import numpy as np
 
 from models import cli, datasets, inference, training

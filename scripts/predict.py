@@ -13,7 +13,6 @@ black: invert a photo of a dark digit on white paper first.
 """
 import sys
 
-import minigrad  # noqa: F401  (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
 import numpy as np
 
 from models import cli, datasets, inference

@@ -12,9 +12,9 @@ import collections
 import sys
 import time
 
-import minigrad as mg  # (before NumPy: it sets OpenBLAS's thread timeout, see minigrad/backend.py)
 import numpy as np
 
+import minigrad as mg
 import minigrad.nn.functional as F
 from minigrad.autograd import Function
 from models import build, cli
@@ -52,7 +52,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=cli.positive_int, default=64)
     parser.add_argument("--steps", type=cli.positive_int, default=20, help="timed steps (after 3 untimed)")
     args = parser.parse_args(argv)
-    mg.backend.reuse_host_memory()
+    mg.fast.cpu.reuse_host_memory()
     mg.manual_seed(0)
     model = build(args.model)
     optimizer = mg.optim.Adam(model.parameters())

@@ -26,6 +26,7 @@ import json
 import os
 import sys
 
+import minigrad as mg
 import minigrad.distributed as dist
 import models
 from models import cli, datasets, training
@@ -113,6 +114,7 @@ def main(argv):
     if rank == 0:
         training.check_writable(args.out)
     training.check_device(args.device)
+    mg.fast.cpu.reuse_host_memory()  # each step's big temporaries stay in the heap for the next
     trainer = training.Trainer(args, resuming=checkpoint is not None)
     train_set, test_set = trainer.train_set, trainer.test_set
     if checkpoint is not None:

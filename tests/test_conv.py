@@ -8,8 +8,8 @@ import pytest
 import minigrad as mg
 import minigrad.nn.functional as F
 from minigrad import nn
-from minigrad.ops import conv
-from minigrad.ops.conv import Conv2d, col2im, im2col
+from minigrad.fast import conv as fast_conv
+from minigrad.ops.conv import Conv2d, im2col
 from oracle import check_grad, check_op, randn, requires_torch, torch
 
 CASES = [  # input shape, weight shape, bias?, stride, padding
@@ -167,18 +167,6 @@ def test_dilated_and_grouped_conv2d_on_the_gpu_equal_the_cpu(cupy, case, dtype):
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * max(1.0, np.abs(expected).max()))
 
 
-@pytest.mark.parametrize("per_image", [False, True])
-def test_col2im_is_the_adjoint_of_im2col(per_image):
-    # <im2col(x), c> = <x, col2im(c)>: why col2im is the backward of the copy
-    x = randn(2, 3, 6, 5, seed=1)
-    kernel_size, stride, padding = (3, 2), (2, 1), ((1, 2), (0, 1))
-    for dilation in ((1, 1), (2, 3)):
-        cols = im2col(x, kernel_size, stride, padding, dilation, per_image=per_image)
-        c = randn(*cols.shape, seed=2)
-        assert np.isclose((cols * c).sum(),
-                          (x * col2im(c, x.shape, stride, padding, dilation, per_image=per_image)).sum())
-
-
 def test_dilated_windows_read_every_dth_pixel():
     x = np.arange(2 * 9 * 10, dtype=np.float64).reshape(1, 2, 9, 10)
     cols = im2col(x, (2, 3), (1, 2), ((0, 0), (1, 0)), (3, 2))  # (C, kH, kW, N, Ho, Wo)
@@ -187,18 +175,6 @@ def test_dilated_windows_read_every_dth_pixel():
     assert cols[1, 1, 2, 0, 1, 2] == x[0, 1, 4, 7]
     assert cols[1, 1, 2, 0, 5, 3] == x[0, 1, 8, 9]  # the last window's last tap: the input's corner
     assert cols[0, 0, 0, 0, 0, 0] == 0  # the padded column
-
-
-def test_both_column_layouts_hold_the_same_windows():
-    x = randn(3, 2, 7, 6, seed=1)
-    kernel_size, stride, padding = (3, 2), (2, 1), ((1, 2), (0, 1))
-    by_channel = im2col(x, kernel_size, stride, padding)  # (C, kH, kW, N, Ho, Wo)
-    by_image = im2col(x, kernel_size, stride, padding, per_image=True)  # (N, C, kH, kW, Ho, Wo)
-    np.testing.assert_array_equal(by_image, by_channel.transpose(3, 0, 1, 2, 4, 5))
-    c = randn(*by_image.shape, seed=2)
-    np.testing.assert_allclose(col2im(c, x.shape, stride, padding, per_image=True),
-                               col2im(np.ascontiguousarray(c.transpose(1, 2, 3, 0, 4, 5)), x.shape, stride, padding),
-                               rtol=1e-12)
 
 
 def zeros(*shape, dtype=np.float64):
@@ -386,6 +362,6 @@ def test_winograd_with_bigger_tiles_would_break_the_3x_bound(monkeypatch):
     """Why the tiles are 2: F(4x4, 3x3) on cifar_bn's second layer rounds several times worse than PyTorch."""
     arrays = seed_layer_arrays((64, 64, 16, 16), (64, 64, 3, 3), 1)
     theirs = float32_errors(torch_conv(1), arrays, 1)
-    monkeypatch.setattr(conv, "winograd_tile", lambda x, weight, stride: 4)
+    monkeypatch.setattr(fast_conv, "winograd_tile", lambda x, weight, stride: 4)
     mine = float32_errors(mine_conv(1, "winograd"), arrays, 1)
     assert mine[0] > 3 * theirs[0]

@@ -20,7 +20,7 @@ from token import NAME, OP
 import numpy as np
 import pytest
 
-from minigrad.ops import kernels_cuda
+from minigrad.fast import cuda_kernels as kernels_cuda
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Inputs typed T that the callers in kernels_cuda pass as host scalars, not arrays

@@ -469,3 +469,23 @@ def test_the_dataloader_follows_its_sampler():
     resumed = mg.data.DataLoader(data, batch_size=2, sampler=mg.data.DistributedSampler(data, 2, 0, seed=1))
     resumed.load_state_dict(state)
     assert [b[0].tolist() for b in resumed] == [b[0].tolist() for b in epoch]  # the rest of the same epoch
+
+
+def test_create_graph_through_ddp_gives_the_plain_models_second_derivatives(group_of_one):
+    """DDP's bucket nodes have textbook rules: a gradient penalty through DDP equals the unwrapped model's."""
+    x, y = randn(6, 2, 8, 8), np.arange(6) % 3
+
+    def penalty_gradients(model, parameters):
+        loss = F.cross_entropy(model(mg.tensor(x)), mg.tensor(y))
+        grads = mg.autograd.grad(loss, parameters, create_graph=True)
+        penalty = sum((g * g).sum() for g in grads)
+        return [g.numpy() for g in mg.autograd.grad(penalty, parameters)]
+
+    plain = worker.small_model(seed=0, sync=False).double()
+    wrapped_model = worker.small_model(seed=0, sync=False).double()
+    wrapped = DistributedDataParallel(wrapped_model, bucket_cap_mb=0.0002)  # several buckets
+    expected = penalty_gradients(plain, list(plain.parameters()))
+    got = penalty_gradients(wrapped, list(wrapped_model.parameters()))
+    assert len(got) == len(expected) > 2
+    for mine, theirs in zip(got, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)

@@ -271,7 +271,7 @@ CONV_GEOMETRIES = [((8, 32, 14, 14), (5, 5), (1, 1), ((2, 2), (2, 2))),  # mnist
 
 def check_conv_kernels(cupy):
     """im2col/col2im kernels against the CPU's slice loops on seed-sized shapes and every padding kind."""
-    from minigrad.ops import conv
+    from minigrad.fast import conv
     rng = np.random.default_rng(1)
     for dtype in (np.float32, np.float64):
         for x_shape, kernel, stride, padding in CONV_GEOMETRIES:
@@ -327,17 +327,17 @@ def test_optimizers_on_the_gpu_equal_the_cpu(cupy, name):
 
 
 def test_the_adam_kernel_rounds_as_numpys_adam(cupy):
-    """One fused Adam launch against optim._adam_update's NumPy passes, float32: the same bits."""
-    from minigrad import optim
-    from minigrad.ops import kernels_cuda
+    """One fused Adam launch against the textbook adam_step's NumPy lines, float32: the same bits."""
+    from minigrad.fast import cuda_kernels
+    from minigrad.optim.adam import adam_step
     rng = np.random.default_rng(0)
     p, m, v, grad = (rng.standard_normal(1000).astype(np.float32) * s for s in (1, 0.1, 0.1, 1))
     v = np.abs(v)
     arguments = (0.9, 0.999, (1 - 0.999 ** 3) ** 0.5, 1e-8, 1e-3 / (1 - 0.9 ** 3))
     expected = [a.copy() for a in (p, m, v)]
-    optim._adam_update(*expected, grad, *arguments)
+    adam_step(*expected, grad, *arguments)
     on_gpu = [cupy.asarray(a) for a in (p, m, v)]
-    kernels_cuda.adam_update(*on_gpu, cupy.asarray(grad), *arguments)
+    cuda_kernels.adam_update(*on_gpu, cupy.asarray(grad), *arguments)
     for name, got, want in zip("pmv", on_gpu, expected):
         np.testing.assert_array_equal(cupy.asnumpy(got), want, err_msg=name)
 

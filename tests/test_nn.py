@@ -518,9 +518,13 @@ def test_layer_input_errors_name_the_layer_and_shape(layer, shape, error, messag
         layer(mg.zeros(*shape))
 
 
-def test_dropout_rejects_a_probability_outside_0_1():
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        nn.Dropout(1.5)
+@pytest.mark.parametrize("p", [1.5, -0.1, float("nan"), "0.5", True])
+def test_dropout_rejects_a_probability_outside_0_1(p):
+    """One check, one message, for the layer, the function (in eval mode too) and the node."""
+    with pytest.raises(ValueError, match=r"Dropout: p is the probability of zeroing an element and must be in \[0, 1\]"):
+        nn.Dropout(p)
+    with pytest.raises(ValueError, match=r"^dropout: p is the probability of zeroing an element"):
+        F.dropout(mg.zeros(2), p, training=False)
 
 
 # ----- on a GPU ------------------------------------------------------------------------------------

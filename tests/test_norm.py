@@ -181,29 +181,3 @@ def apply_batch_norm(x_shape=(4, 3), weight_shape=None, bias_shape=None, buffer_
 def test_batch_norm_errors(arguments, error, message):
     with pytest.raises(error, match=message):
         apply_batch_norm(**arguments)
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_large_batch_norm_is_split_among_threads_without_changing_a_bit(training, monkeypatch):
-    """Above 2^17 values the channels are shared out among threads: same result for 1 and 3 threads, and PyTorch's."""
-    x = randn(8, 5, 64, 64, seed=1).astype(np.float32)
-    weight, bias = randn(5, seed=2).astype(np.float32), randn(5, seed=3).astype(np.float32)
-    grad = randn(*x.shape, seed=4).astype(np.float32)
-    results = []
-    for threads in (1, 3):
-        monkeypatch.setenv("MINIGRAD_NUM_THREADS", str(threads))
-        running = [np.full(5, 0.5, np.float32), np.full(5, 2.0, np.float32)]
-        node = BatchNorm(*running, training=training, momentum=0.1, eps=1e-3)
-        node.needs_input_grad = (True, True, True)
-        results.append([node.forward(x, weight, bias), *node.backward_arrays(grad), *running])
-    for one, three in zip(*results):
-        assert np.array_equal(one, three)
-    if torch is None:
-        return
-    tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias)]
-    running = [torch.full((5,), 0.5), torch.full((5,), 2.0)]
-    out = torch.nn.functional.batch_norm(tensors[0], *running, tensors[1], tensors[2], training, 0.1, 1e-3)
-    out.backward(torch.tensor(grad))
-    expected = [out.detach(), *(t.grad for t in tensors), *running]
-    for mine, theirs in zip(results[0], expected):
-        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-4, atol=1e-4)

@@ -318,36 +318,3 @@ def test_step_with_closure_returns_the_loss():
         return loss
     first = optimizer.step(closure).item()
     assert optimizer.step(closure).item() < first
-
-
-def adam_on_a_big_weight(threads, monkeypatch, name="Adam", dtype=np.float32):
-    """Three Adam steps on a weight big enough to be updated in slices, one per thread."""
-    monkeypatch.setenv("MINIGRAD_NUM_THREADS", str(threads))
-    rng = np.random.default_rng(1)
-    weight = mg.tensor(rng.standard_normal((700, 500)).astype(dtype), requires_grad=True)
-    optimizer = getattr(mg.optim, name)([weight], lr=0.01, weight_decay=0.1)
-    for _ in range(3):
-        weight.grad = mg.tensor(rng.standard_normal((700, 500)).astype(dtype))
-        optimizer.step()
-    return weight.numpy(), optimizer.state_dict()["state"][0]["exp_avg_sq"].numpy()
-
-
-@pytest.mark.parametrize("name", ["Adam", "AdamW"])
-def test_a_big_weight_updated_in_threads_equals_one_thread_bit_for_bit(monkeypatch, name):
-    one_weight, one_v = adam_on_a_big_weight(1, monkeypatch, name)
-    three_weight, three_v = adam_on_a_big_weight(3, monkeypatch, name)
-    assert np.array_equal(one_weight, three_weight) and np.array_equal(one_v, three_v)
-
-
-@requires_torch
-def test_a_big_weight_updated_in_threads_matches_torch(monkeypatch):
-    # pieces of an odd size: each thread's slice ends in a shorter piece
-    monkeypatch.setattr(mg.optim.adam, "_PIECE", 12345)
-    mine, _ = adam_on_a_big_weight(2, monkeypatch, dtype=np.float64)
-    rng = np.random.default_rng(1)
-    weight = torch.tensor(rng.standard_normal((700, 500)), requires_grad=True)
-    optimizer = torch.optim.Adam([weight], lr=0.01, weight_decay=0.1, foreach=False)
-    for _ in range(3):
-        weight.grad = torch.tensor(rng.standard_normal((700, 500)))
-        optimizer.step()
-    np.testing.assert_allclose(mine, weight.detach().numpy(), rtol=1e-12, atol=1e-14)

@@ -161,20 +161,3 @@ def test_pooling_refuses_integer_input(node, options):
     message = "pool2d: expected a floating-point input, got int64 (input (1, 1, 4, 4))"
     with pytest.raises(TypeError, match=re.escape(message)):
         node.apply(mg.tensor(np.zeros((1, 1, 4, 4), dtype=np.int64)), **options)
-
-
-@pytest.mark.parametrize("kind", ["max", "avg"])
-@pytest.mark.parametrize("kernel_size, stride", [(2, 2), (3, 2), (2, 3)], ids=["side-by-side", "overlapping", "gaps"])
-def test_sharing_the_images_among_threads_changes_nothing(monkeypatch, kind, kernel_size, stride):
-    x = np.random.default_rng(3).standard_normal((7, 3, 9, 9)).astype(np.float32)
-    x[:, :, :2, :2] = 0  # ties in a window
-    grad = np.random.default_rng(4).standard_normal((7, 3) + ((9 - kernel_size) // stride + 1,) * 2)
-    results = []
-    for threads in (1, 3):
-        monkeypatch.setenv("MINIGRAD_NUM_THREADS", str(threads))
-        node = POOLS[kind][0](kernel_size, stride)
-        out = node.forward(x)
-        results.append((out, node.backward_arrays(grad.astype(np.float32))))
-    (out_one, grad_one), (out_three, grad_three) = results
-    assert np.array_equal(out_one, out_three) and np.array_equal(grad_one, grad_three)
-    assert np.abs(grad_one).sum() > 0

@@ -190,3 +190,51 @@ def test_split_index_reads_ints_first():
     assert basic == (slice(None), slice(None), slice(None), 0)
     assert len(advanced) == 3 and advanced[1] is I2
     assert mg.ops.shape.split_index((0, slice(1, 3)), (2, 3)) == ((0, slice(1, 3)), None)
+
+
+# ----- backend.add_at: the scatter behind indexing's gradient -------------------------------
+
+def on(device, array, request):
+    """``array`` on the device ("cpu": NumPy; "cuda": real CuPy or the stand-in)."""
+    if device == "cpu":
+        return np.array(array)
+    return request.getfixturevalue("cupy").asarray(array)
+
+
+def to_host(array):
+    return array.get() if hasattr(array, "get") else array
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_add_at_sums_repeats_one_by_one_in_index_order(request, device):
+    """Repeated places get their values added in index order, rounding after each: a loop's bits, on both backends."""
+    rng = np.random.default_rng(3)
+    place = rng.integers(0, 5, 3000)
+    values = (rng.standard_normal(3000) * 10 ** rng.uniform(-4, 4, 3000)).astype(np.float32)
+    expected = np.zeros(5, np.float32)
+    for p, v in zip(place, values):
+        expected[p] = np.float32(expected[p] + v)
+    target = on(device, np.zeros(5, np.float32), request)
+    mg.backend.add_at(target, on(device, place, request), on(device, values, request))
+    np.testing.assert_array_equal(to_host(target), expected)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("view, index", [
+    (lambda full: full[::2], (np.array([1, 1, 0, 2]), np.array([3, 3, 0, 3]))),  # a strided view
+    (lambda full: full[1], (np.array([0, 3, 0]),)),  # a contiguous view
+    (lambda full: full, (slice(None), np.array([2, 2, 2]))),  # a slice, then an array
+    (lambda full: full, (np.arange(20).reshape(5, 4) % 3 == 0,)),  # a mask
+    (lambda full: full, (np.array([], dtype=np.int64),)),  # nothing to add
+], ids=["strided-view", "contiguous-view", "slice-and-array", "mask", "empty"])
+def test_add_at_adds_into_a_view_and_keeps_what_was_there(request, device, view, index):
+    base = np.arange(20.0).reshape(5, 4)
+    places = view(np.arange(20).reshape(5, 4))[index]  # where each value goes in base, flattened
+    values = 1.5 ** np.arange(places.size).reshape(places.shape)
+    expected = base.copy().reshape(-1)
+    for p, v in zip(places.reshape(-1), values.reshape(-1)):
+        expected[p] += v
+    full = on(device, base, request)
+    device_index = tuple(part if isinstance(part, slice) else on(device, part, request) for part in index)
+    mg.backend.add_at(view(full), device_index, on(device, values, request))
+    np.testing.assert_array_equal(to_host(full), expected.reshape(5, 4))

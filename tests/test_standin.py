@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.ops import elementwise
+from minigrad.fast import elementwise
 from test_gpu import check_conv_kernels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,7 +45,7 @@ def splitmix64_draw(key, count):
 
 
 def test_the_uniform_emulation_is_splitmix64(standin):
-    from minigrad.ops import kernels_cuda
+    from minigrad.fast import cuda_kernels as kernels_cuda
     key = 0xDEADBEEF12345678
     np.testing.assert_array_equal(kernels_cuda.uniform((5,), np.float64, key).get(), splitmix64_draw(key, 5))
     as_float32 = kernels_cuda.uniform((5,), np.float32, key).get()

@@ -1,16 +1,17 @@
 """The textbook backward rules of Conv2d and pooling: equal to the fast rules, and differentiable again.
 
 For each op: (1) first-order gradients by the textbook rule (``mg.config.textbook()``)
-equal those of the fast array rule, and pass ``gradcheck``; (2) second derivatives,
-g = d sum(v f)/d inputs with create_graph and then d sum(u g)/d (inputs, v), equal
-PyTorch's, and a third derivative for the convolution; (3) ``gradgradcheck``.
+equal those of the fast array rule on the same graph, and pass ``gradcheck``; (2) second
+derivatives, g = d sum(v f)/d inputs with create_graph and then d sum(u g)/d (inputs, v),
+equal PyTorch's, and a third derivative for the convolution; (3) ``gradgradcheck``.
 """
 import numpy as np
 import pytest
 
 import minigrad as mg
 import minigrad.nn.functional as F
-from minigrad.ops.conv import Conv2d, Dilate2d
+from minigrad.ops.common import Dilate2d
+from minigrad.ops.conv import Conv2d
 from oracle import randn, requires_torch, torch
 
 CONV_CASES = [  # input shape, weight shape, bias?, stride, padding, dilation, groups
@@ -200,13 +201,18 @@ def test_conv2d_third_derivative_matches_torch():
     assert np.abs(theirs.numpy()).max() > 1  # a third derivative that is not zero
 
 
-@pytest.mark.usefixtures("fast_on")
-def test_the_rules_convolutions_take_the_plain_route():
-    """Winograd would fit these layers, but the rule's own convolutions run on the differentiable im2col product."""
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "textbook"])
+def test_the_rules_convolutions_are_the_chosen_conv2d(monkeypatch, fast):
+    """The rule's own convolutions are Conv2d nodes of whichever version ``config.chosen`` gives.
+
+    With the fast paths on that is the drop-in, on its fast routes (its first
+    order is held equal to the rule by tests/test_fast_conv_pool.py); off,
+    the textbook rule all the way down.
+    """
+    monkeypatch.setattr(mg.config, "fast", fast)
     x_shape, weight_shape, *_ = WINOGRAD_CASE
     x, weight = [mg.tensor(a, requires_grad=True) for a in conv_arrays(x_shape, weight_shape, False)]
     out = F.conv2d(x, weight, padding=1)
-    assert out.grad_fn.tile  # the layer itself takes Winograd
     grad_x, grad_weight = mg.autograd.grad(out.sum(), [x, weight], create_graph=True)
     nodes, stack = [], [grad_x.grad_fn, grad_weight.grad_fn]
     while stack:
@@ -216,7 +222,11 @@ def test_the_rules_convolutions_take_the_plain_route():
         if isinstance(node, Conv2d):
             nodes.append(node)
         stack.extend(t.grad_fn for t in node.inputs if t is not None)
-    assert len(nodes) == 2 and all(not n.tile and not n.per_image for n in nodes)
+    assert len(nodes) == 2 and all(type(n) is mg.config.chosen(Conv2d) for n in nodes + [out.grad_fn])
+    if fast:  # the layer takes Winograd; dL/dx's convolution (2 input channels) the per-image products
+        assert out.grad_fn.tile and any(n.per_image for n in nodes)
+    else:
+        assert type(out.grad_fn) is Conv2d
 
 
 # ----- (3) gradgradcheck -----------------------------------------------------------------------

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.ops import conv, winograd
+from minigrad.fast import conv, winograd
 from minigrad.ops.conv import Conv2d
 from oracle import check_grad, check_op, randn, requires_torch, torch
 
@@ -31,7 +31,7 @@ def test_too_many_points_is_a_clear_error():
 
 @pytest.fixture
 def only_im2col(monkeypatch):
-    monkeypatch.setattr(conv, "USE_WINOGRAD", False)
+    monkeypatch.setattr(mg.config, "winograd", False)
 
 
 CASES = [  # x shape, weight shape, padding ((top, bottom), (left, right)), tile m
@@ -48,7 +48,7 @@ CASES = [  # x shape, weight shape, padding ((top, bottom), (left, right)), tile
 def test_forward_and_backward_equal_im2col_in_float64(x_shape, w_shape, padding, m, only_im2col):
     x, weight = randn(*x_shape, seed=1), randn(*w_shape, seed=2)
     out, saved = winograd.forward(x, weight, padding, m)
-    node = Conv2d()
+    node = conv.Conv2d()
     node.padding, node.needs_input_grad = padding, (True, True)
     expected = node.forward(x, weight)
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
@@ -89,11 +89,11 @@ def test_points_of_the_precise_sets_and_of_the_sequence():
 
 def test_switching_winograd_off_uses_im2col(monkeypatch):
     x, weight = randn(2, 16, 6, 6, seed=1), randn(4, 16, 3, 3, seed=2)
-    node = Conv2d(padding=1)
+    node = conv.Conv2d(padding=1)
     node.forward(x, weight)
     assert node.tile == 2
-    monkeypatch.setattr(conv, "USE_WINOGRAD", False)
-    node = Conv2d(padding=1)
+    monkeypatch.setattr(mg.config, "winograd", False)
+    node = conv.Conv2d(padding=1)
     node.forward(x, weight)
     assert node.tile is None
 
@@ -101,7 +101,7 @@ def test_switching_winograd_off_uses_im2col(monkeypatch):
 @pytest.mark.parametrize("options", [{"dilation": 2}, {"groups": 2}])
 def test_dilated_and_grouped_layers_take_im2col(options):
     x, weight = randn(2, 32, 9, 9, seed=1), randn(4, 32 // options.get("groups", 1), 3, 3, seed=2)
-    node = Conv2d(padding=1, **options)
+    node = conv.Conv2d(padding=1, **options)
     node.forward(x, weight)
     assert node.tile is None
 

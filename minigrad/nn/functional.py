@@ -4,8 +4,10 @@ Each function hands tensors to a node of ``minigrad.ops``, whose forward and
 backward rules live there side by side; the modules of ``minigrad.nn`` call
 these functions with the weights they hold.
 """
-from ..ops import conv, dropout as dropout_op, elementwise, loss, matmul, norm, pool
+from ..ops import conv, dropout as dropout_op, loss, matmul, norm, pool
 from ..tensor import Tensor, tensor
+# The activations are the tensor methods (t.relu()), as mg.relu(t) is: one rule under three names.
+from ..functions import log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 
 
 def _as_tensor(target, like):
@@ -58,38 +60,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                                 training=training, momentum=momentum, eps=eps)
 
 
-def relu(x):
-    """max(x, 0)."""
-    return elementwise.ReLU.apply(x)
-
-
-def sigmoid(x):
-    """1 / (1 + e^-x)."""
-    return elementwise.Sigmoid.apply(x)
-
-
-def tanh(x):
-    """(e^x - e^-x) / (e^x + e^-x)."""
-    return elementwise.Tanh.apply(x)
-
-
-def softmax(x, axis=-1):
-    """e^x / sum e^x along ``axis`` (PyTorch calls it ``dim``)."""
-    return loss.Softmax.apply(x, axis=axis)
-
-
-def log_softmax(x, axis=-1):
-    """log softmax(x), computed stably as x - max - log sum e^(x - max)."""
-    return loss.LogSoftmax.apply(x, axis=axis)
-
-
 def dropout(x, p=0.5, training=True):
     """Zero each entry with probability p and scale the rest by 1 / (1 - p); x itself when not training.
 
     Keras: ``Dropout(rate=p)``; TF 1 ``tf.nn.dropout`` takes ``keep_prob = 1 - p``.
     """
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout: probability p must be between 0 and 1, got {p}")
+    dropout_op.check_probability(p)  # in eval mode too: a wrong p is wrong whatever the mode
     if not training or p == 0:
         return x
     return dropout_op.Dropout.apply(x, p=p)

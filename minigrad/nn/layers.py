@@ -8,7 +8,9 @@ import math
 
 from .. import backend
 from ..factories import ones, zeros
-from ..ops.conv import as_pair, check_channel_counts, conv_options, positive_pair
+from ..ops import dropout as dropout_op
+from ..ops.common import as_pair
+from ..ops.conv import check_channel_counts, conv_options, positive_pair
 from ..tensor import tensor
 from . import functional as F
 from . import init
@@ -274,9 +276,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout: probability p must be between 0 and 1, got {p}")
-        self.p = p
+        self.p = dropout_op.check_probability(p, "Dropout")
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, forget_grads
 
 
 class Parameter(Tensor):
@@ -198,12 +198,7 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         """Forget every parameter's gradient: set it to None (PyTorch's default) or to zeros."""
-        for param in self.parameters():
-            if set_to_none:
-                param.grad = None
-            elif param.grad is not None:
-                with backend.on_device_of(param.data):
-                    param.grad = Tensor._from_array(backend.get_array_module(param.data).zeros_like(param.data))
+        forget_grads(self.parameters(), set_to_none)
 
     def to(self, device=None, dtype=None):
         """Move every parameter and buffer (and gradient) to ``device`` and/or cast it to ``dtype``; returns self.
@@ -337,14 +332,14 @@ def _loadable(key, value, tensor):
     """``(array, None)`` if ``value`` can be copied into ``tensor``, else ``(None, what is wrong)``."""
     given = value
     value = value.data if isinstance(value, Tensor) else value
-    if not (isinstance(value, np.ndarray) or backend.is_cupy_array(value)):
+    if not backend.is_array(value):
         try:
             value = np.asarray(value)  # a number, a nested list, a NumPy scalar
         except Exception:  # a ragged list, a foreign tensor that refuses: it is named below
             value = np.empty((), dtype=object)
     if value.dtype.kind not in "biuf":
         received = type(given).__name__
-        if isinstance(given, (Tensor, np.ndarray)) or backend.is_cupy_array(given):
+        if isinstance(given, Tensor) or backend.is_array(given):
             received += f" of dtype {value.dtype}"
         return None, (f'While copying the parameter named "{key}", expected a Tensor or an array of numbers '
                       f"from checkpoint but received {received}.")

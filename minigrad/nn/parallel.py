@@ -40,7 +40,9 @@ import contextlib
 from .. import distributed as dist
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module, on_device_of
+from ..ops.common import constant
 from .module import Module
+from .sync_batchnorm import AllReduceSum
 
 
 class _Bucket(Function):
@@ -55,8 +57,21 @@ class _Bucket(Function):
         self.grads = [None] * len(params)
         return get_array_module(params[0]).zeros((), params[0].dtype)
 
+    def backward(self, token_grad):
+        """The textbook rule: view_i = param_i, so dL/dparam_i = dL/dview_i, averaged over the ranks.
+
+        Written with Tensor ops (one differentiable all-reduce per parameter),
+        so that ``create_graph`` works through DDP: the mean over the ranks is
+        linear, and its own gradient is the same mean again.
+        """
+        world = dist.get_world_size()
+        grads = [AllReduceSum.apply(constant(get_array_module(param).zeros_like(param)) if grad is None else grad)
+                 / world for param, grad in zip(self.params, self.grads)]  # an unused parameter adds 0
+        self.grads = [None] * len(self.params)
+        return tuple(grads)
+
     def backward_arrays(self, token_grad):
-        # view_i = param_i, so dL/dparam_i = dL/dview_i, averaged over the ranks in one message
+        # the same average on raw arrays, in one message for the whole bucket
         xp = get_array_module(token_grad)
         flat = xp.concatenate([xp.zeros(param.size, param.dtype) if grad is None else grad.reshape(-1)
                                for param, grad in zip(self.params, self.grads)])  # an unused parameter adds 0
@@ -77,6 +92,11 @@ class _BucketEntry(Function):
 
     def forward(self, token):
         return self.bucket.params[self.index]
+
+    def backward(self, grad):
+        """Hand the parameter's whole gradient to the bucket (which averages it); nothing flows to the token."""
+        self.bucket.grads[self.index] = grad
+        return constant(get_array_module(grad.data).zeros((), grad.dtype))
 
     def backward_arrays(self, grad):
         self.bucket.grads[self.index] = grad  # the bucket averages it and hands it to the parameter

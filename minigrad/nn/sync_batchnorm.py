@@ -24,13 +24,14 @@ replaced by N and its two sums taken over all ranks:
 
     dL/dx_j = gamma inv_std / N (N g_j - sum g - x_hat_j sum(g x_hat)),  g = dL/dy,
 
-so backward all-reduces the two per-channel sums, sum g and sum g x_hat
-(2 C numbers), once. The gradients of gamma and beta are the rank's own
-sums, sum g x_hat and sum g: DDP averages them as any other gradient.
+The gradients of gamma and beta are the rank's own sums, sum g x_hat and
+sum g: DDP averages them as any other gradient.
 
-The textbook rule (for ``create_graph``) is BatchNorm's own, with each sum
-over the batch an ``AllReduceSum`` node: a sum over every rank that is
-itself in the graph, so the gradient can be differentiated again across ranks.
+The textbook rule is BatchNorm's own, with each sum over the batch an
+``AllReduceSum`` node: a sum over every rank that is itself in the graph,
+so the gradient can be differentiated again across ranks. The fast drop-in
+(``fast/norm.py``) computes the first order on arrays and all-reduces its
+two per-channel sums, sum g and sum g x_hat (2 C numbers), once.
 """
 import numpy as np
 
@@ -40,7 +41,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..errors import ShapeError
 from ..ops.common import constant
-from ..ops.norm import BatchNorm, channel_sum, per_channel
+from ..ops.norm import BatchNorm, channel_axes
 from . import functional as F
 from .layers import _BatchNorm
 
@@ -48,8 +49,9 @@ from .layers import _BatchNorm
 class SyncBatchNormFunction(BatchNorm):
     """The training rule of SyncBatchNorm: BatchNorm's node with statistics summed over the ranks.
 
-    ``backward_arrays`` all-reduces the two sums once; the textbook ``backward``
-    is BatchNorm's, its sums over the batch taken with ``AllReduceSum``.
+    The textbook ``backward`` is BatchNorm's, its sums over the batch taken
+    with ``AllReduceSum``; the fast drop-in (``fast/norm.py``) all-reduces
+    the two sums of its array rule once.
     """
 
     def __init__(self, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
@@ -58,16 +60,35 @@ class SyncBatchNormFunction(BatchNorm):
     def forward(self, x, weight=None, bias=None):
         self._check_inputs(x, weight, bias)
         xp = get_array_module(x)
-        channels, local_count = x.shape[1], x.size // x.shape[1]
-        # this rank's mean and centred sum of squares, in two passes as BatchNorm computes them
-        local_sum = channel_sum(x)
-        local_mean = local_sum / max(local_count, 1)  # a rank may hold no examples
-        centered = x - per_channel(local_mean, x)
-        local_m2 = channel_sum(centered, centered)
-        wide = np.float64
+        axes, per_channel = channel_axes(x)
+        # this rank's sum, mean and centred sum of squares, in two passes as BatchNorm computes them
+        local_sum = x.sum(axis=axes)
+        local_mean = local_sum / max(x.size // x.shape[1], 1)  # a rank may hold no examples
+        local_centered = x - local_mean.reshape(per_channel)
+        local_m2 = (local_centered * local_centered).sum(axis=axes)
+        count, mean, var = self.global_statistics(x, local_sum, local_mean, local_m2)
+        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
+        out = (x - mean.astype(x.dtype).reshape(per_channel)) * inv_std.reshape(per_channel)  # x_hat
+        if weight is not None:
+            out = out * weight.reshape(per_channel)
+        if bias is not None:
+            out = out + bias.reshape(per_channel)
+        self.count = count.astype(x.dtype)
+        self.save_for_backward(x, inv_std, weight)  # as in BatchNorm: the rule reads x and gamma
+        return out
+
+    def global_statistics(self, x, local_sum, local_mean, local_m2):
+        """N, mu and the biased var of the whole batch, from each rank's per-channel sum, mean and M2.
+
+        One all-reduce of S, Q = M2 + m_r mean_r^2 (= sum(x^2)) and m_r, in
+        float64; then mu = S / N and var = Q / N - mu^2. The running buffers
+        are updated with these, as BatchNorm would with the whole batch.
+        """
+        xp = get_array_module(x)
+        channels, wide = x.shape[1], np.float64
         local_sum_wide = local_sum.astype(wide)
         stats = xp.concatenate([local_sum_wide, local_m2.astype(wide) + local_sum_wide * local_mean,
-                                xp.full(1, local_count, wide)])
+                                xp.full(1, x.size // channels, wide)])
         dist._all_reduce_array(stats, "sum")
         count = stats[2 * channels]  # N, as a 0-d array: on a GPU it stays there
         mean = stats[:channels] / count
@@ -77,34 +98,7 @@ class SyncBatchNormFunction(BatchNorm):
                              f"training, got {int(count)} (input of shape {x.shape} on this rank)")
         if self.running_mean is not None:
             self.update_running(mean, var, count)  # with the global mean, variance and count
-        centered -= per_channel((mean - local_mean).astype(x.dtype), x)  # x - mu, mu the global mean
-        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
-        scale = inv_std if weight is None else inv_std * weight
-        out = centered * per_channel(scale, x)
-        if bias is not None:
-            out += per_channel(bias, x)
-        self.count = count.astype(x.dtype)
-        self.save_for_backward(centered, inv_std, weight, x)  # x for the textbook rule, as in BatchNorm
-        return out
-
-    def backward_arrays(self, grad):
-        centered, inv_std, weight = self.saved[:3]  # x_hat = centered inv_std
-        xp = get_array_module(grad)
-        needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
-        channels = grad.shape[1]
-        # y = gamma x_hat + beta: this rank's parts of dL/dbeta = sum g and dL/dgamma = sum g x_hat
-        sum_grad = channel_sum(grad)
-        sum_grad_x_hat = channel_sum(grad, centered) * inv_std
-        grad_x = None
-        if needs_x:
-            sums = dist._all_reduce_array(xp.concatenate([sum_grad, sum_grad_x_hat]), "sum")
-            global_sum_grad, global_sum_grad_x_hat = sums[:channels], sums[channels:]
-            scale = inv_std if weight is None else weight * inv_std
-            # dL/dx = gamma inv_std / N (N g - sum g - x_hat sum(g x_hat)), the sums over every rank
-            grad_x = grad * per_channel(scale, grad)
-            grad_x -= centered * per_channel(scale * inv_std * global_sum_grad_x_hat / self.count, grad)
-            grad_x -= per_channel(scale * global_sum_grad / self.count, grad)
-        return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
+        return count, mean, var
 
     # The textbook ``backward`` is BatchNorm's; only its sums over the batch and its count change.
     def batch_sum(self, tensor, axes):

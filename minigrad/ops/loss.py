@@ -15,9 +15,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..autograd import Function
-from ..backend import check_later, device_of, get_array_module, is_cupy_array, is_floating
-from .common import constant, keep
-from .matmul import check_same_float_dtype
+from ..backend import fail_if, get_array_module, is_floating
+from .common import check_same_float_dtype, constant, keep
 
 
 def log_softmax_array(x, axis):
@@ -43,11 +42,6 @@ class Softmax(Function):
         self.save_for_backward(y)
         return y
 
-    def backward_arrays(self, grad):
-        # dy_i/dx_j = y_i (delta_ij - y_j), so dL/dx_j = y_j (g_j - sum_i g_i y_i)
-        y, = self.saved
-        return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
-
     def backward(self, grad):
         """dL/dx = y (g - sum(g y)) along the axis, with y the output tensor.
 
@@ -68,13 +62,6 @@ class LogSoftmax(Function):
         y = log_softmax_array(x, self.axis)
         self.save_for_backward(y)
         return y
-
-    def backward_arrays(self, grad):
-        # y_i = x_i - log sum e^x, dy_i/dx_j = delta_ij - softmax_j,
-        # so dL/dx_j = g_j - softmax_j sum_i g_i
-        y, = self.saved
-        xp = get_array_module(y)
-        return grad - xp.exp(y) * grad.sum(axis=self.axis, keepdims=True)
 
     def backward(self, grad):
         """dL/dx = g - softmax(x) sum(g) along the axis, softmax(x) = e^y with y the output tensor.
@@ -110,13 +97,8 @@ def _divide(numerator, denominator):
         return numerator / denominator
 
 
-def _grad_per_term(grad, reduction, count):
-    """dL/d(each term): the upstream gradient, divided by the count (or the weights' sum) for a mean."""
-    return _divide(grad, count) if reduction == "mean" else grad
-
-
 def _tensor_grad_per_term(grad, reduction, count):
-    """``_grad_per_term`` for a textbook rule: ``grad`` a Tensor, ``count`` a Python int.
+    """dL/d(each term) for a textbook rule: ``grad`` (a Tensor), divided by ``count`` (an int) for a mean.
 
     A mean over no terms has no input elements to send a gradient to, so
     ``count`` 0 leaves ``grad`` as it is rather than dividing by zero.
@@ -219,38 +201,6 @@ class CrossEntropy(Function):
             loss = loss + smoothing / classes * self._reduce_terms(spread)
         return loss
 
-    def backward_arrays(self, grad):
-        xp = get_array_module(grad)
-        # one upstream value per row: (N,) for "none", a 0-d value for "mean" and "sum"
-        grad = _grad_per_term(grad, self.reduction, self.denominator)
-        grad_target = grad_weight = None
-        if self.by_index:
-            log_probs, labels, counted, row_weight, weight = self.saved[:5]
-            softmax = xp.exp(log_probs)
-            smoothing, classes = self.label_smoothing, log_probs.shape[1]
-            upstream = xp.where(counted, grad, 0)  # an ignored row's term is the constant 0: no gradient
-            # d(w_y (-log p_y))/dlogits_j = w_y (p_j - [j = y]), as d(-log p_c)/dlogits_j = p_j - [j = c]
-            picked_scale = (1 - smoothing) * row_weight * upstream
-            grad_logits = softmax * picked_scale[:, None]
-            grad_logits[xp.arange(len(labels)), labels] -= picked_scale
-            if smoothing:
-                # d(sum_c w_c (-log p_c))/dlogits_j = p_j sum_c w_c - w_j
-                spread_scale = (smoothing / classes * upstream)[:, None]
-                grad_logits += spread_scale * (softmax * weight.sum() - weight)
-        else:
-            log_probs, smoothed, weight = self.saved[:3]
-            grad = grad.reshape(-1, 1)
-            # d(-sum_c w_c s_c log p_c)/dlogits_j = p_j sum_c w_c s_c - w_j s_j
-            weighted = smoothed * weight
-            grad_logits = (xp.exp(log_probs) * weighted.sum(axis=1, keepdims=True) - weighted) * grad
-            if self.needs_input_grad[1]:
-                # d/dt_c through s_c = (1 - e) t_c + e / C: -(1 - e) w_c log p_c
-                grad_target = -(1 - self.label_smoothing) * weight * log_probs * grad
-            if any(self.needs_input_grad[2:]):
-                # d/dw_c: -sum_i s_ic log p_ic, each row scaled by its upstream value
-                grad_weight = -(smoothed * log_probs * grad).sum(axis=0)
-        return grad_logits, grad_target, grad_weight
-
     def backward(self, grad):
         """The textbook rule: softmax minus the (smoothed, weighted) target, on the logits tensor.
 
@@ -334,13 +284,10 @@ def _check_labels(logits, target, ignore_index):
     target = target.astype(np.int64, copy=False)  # uint8 labels compare with a negative ignore_index too
     counted = target != ignore_index
     outside = counted & ((target < 0) | (target >= classes))
-    expected = f"class indices must be in [0, {classes}) for {classes} classes (or be ignore_index={ignore_index})"
-    if is_cupy_array(target):
-        check_later(outside.any(), f"cross_entropy: {expected}, got a label outside that range on "
-                                   f"{device_of(target)} (checked at the next copy to the host)")
-    elif outside.any():
-        kept = target[counted]
-        raise ValueError(f"cross_entropy: {expected}, got labels from {int(kept.min())} to {int(kept.max())}")
+    message = (f"cross_entropy: class indices must be in [0, {classes}) for {classes} classes "
+               f"(or be ignore_index={ignore_index})")
+    fail_if(outside, message,
+            details=lambda: f"got labels from {int(target[counted].min())} to {int(target[counted].max())}")
     return xp.where(counted & ~outside, target, 0), counted
 
 
@@ -363,12 +310,6 @@ class MSELoss(Function):
         difference = input - target
         self.save_for_backward(difference, input, target)  # the inputs for the textbook rule (in-place checks)
         return _reduce(difference * difference, self.reduction)
-
-    def backward_arrays(self, grad):
-        difference = self.saved[0]
-        # d(input - target)^2/dinput = 2 (input - target); d/dtarget is its negative
-        grad_input = 2 * difference * _grad_per_term(grad, self.reduction, difference.size)
-        return grad_input, (-grad_input if self.needs_input_grad[1] else None)
 
     def backward(self, grad):
         """d(input - target)^2/dinput = 2 (input - target), times dL/d(each term) (g / size for a mean).

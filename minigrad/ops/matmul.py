@@ -7,20 +7,8 @@ any broadcast batch axes summed away.
 """
 from ..errors import ShapeError
 from ..autograd import Function
-from ..backend import get_array_module, is_floating
-from .common import sum_to
-from .elementwise import unbroadcast
-
-
-def check_same_float_dtype(op, **arrays):
-    """Products do not mix float32 and float64 silently (PyTorch refuses too)."""
-    dtypes = {name: a.dtype for name, a in arrays.items()}
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
-        raise TypeError(f"{op}: inputs must have one dtype, got {listed}; convert with .to(dtype)")
-    for name, a in arrays.items():
-        if not is_floating(a.dtype):
-            raise TypeError(f"{op}: expected floating-point inputs, {name} is {a.dtype}")
+from ..backend import get_array_module
+from .common import check_same_float_dtype, sum_to
 
 
 class MatMul(Function):
@@ -58,23 +46,6 @@ class MatMul(Function):
             grad_b = sum_to(a2.transpose(-1, -2) @ grad, b2.shape).reshape(b.shape)
         return grad_a, grad_b
 
-    def backward_arrays(self, grad):
-        a, b = self.saved
-        xp = get_array_module(a)
-        # Vectors act as a row (a) or a column (b) matrix; restore that shape first.
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        if b.ndim == 1:
-            grad = grad[..., None]
-        if a.ndim == 1:
-            grad = grad[..., None, :]
-        grad_a = grad_b = None
-        if self.needs_input_grad[0]:  # dL/dA = dL/dC B^T
-            grad_a = unbroadcast(xp.matmul(grad, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
-        if self.needs_input_grad[1]:  # dL/dB = A^T dL/dC
-            grad_b = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), grad), b2.shape).reshape(b.shape)
-        return grad_a, grad_b
-
 
 class Linear(Function):
     """y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch.
@@ -106,16 +77,4 @@ class Linear(Function):
         grad_x = grad @ weight if self.needs_input_grad[0] else None
         grad_w = rows.T @ x.reshape((-1, x.shape[-1])) if self.needs_input_grad[1] else None
         grad_b = rows.sum(axis=0) if len(self.needs_input_grad) > 2 and self.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b
-
-    def backward_arrays(self, grad):
-        # y = x W^T + b: dL/dx = dL/dy W, dL/dW = dL/dy^T x, dL/db = sum of dL/dy over rows
-        x, weight = self.saved
-        grad_x = grad @ weight if self.needs_input_grad[0] else None
-        grad_w = grad_b = None
-        rows = grad.reshape(-1, grad.shape[-1])
-        if self.needs_input_grad[1]:
-            grad_w = rows.T @ x.reshape(-1, x.shape[-1])
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            grad_b = rows.sum(axis=0)
         return grad_x, grad_w, grad_b

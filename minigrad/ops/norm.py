@@ -24,14 +24,12 @@ eps aside, absorbs it), so the gradient must be orthogonal to x_hat. With 1/m ta
     dL/dx = gamma inv_std / m (m dL/dy - sum(dL/dy) - x_hat sum(dL/dy x_hat)).
 
 ``BatchNorm.backward`` writes this formula with Tensor ops, the statistics
-computed again from x, so that it can be differentiated again (``create_graph``);
-``backward_arrays`` computes it on raw arrays, channel by channel, for speed.
+computed again from x, so that it can be differentiated again (``create_graph``).
 """
 from ..errors import ShapeError
 from ..autograd import Function
-from ..backend import PARALLEL_SIZE, device_of, get_array_module, is_cupy_array, is_floating, run_on_slices
-from .common import constant
-from .matmul import check_same_float_dtype
+from ..backend import device_of, get_array_module, is_floating
+from .common import check_same_float_dtype, constant
 
 
 def _check_channel_array(name, array, x):
@@ -45,6 +43,16 @@ def _check_channel_array(name, array, x):
                            "move it with .to(device)")
 
 
+def channel_axes(x):
+    """The axes a per-channel statistic sums over, and the shape that makes a (C,) array broadcast against x.
+
+    (0,) and (1, C) for (N, C) input; (0, 2, 3) and (1, C, 1, 1) for (N, C, H, W) input.
+    """
+    if x.ndim == 2:
+        return (0,), (1, -1)
+    return (0, 2, 3), (1, -1, 1, 1)
+
+
 class BatchNorm(Function):
     """Batch normalisation of (N, C) or (N, C, H, W) input, per channel.
 
@@ -52,12 +60,7 @@ class BatchNorm(Function):
     (or both None). In training they are updated in place, as PyTorch does:
     running = (1 - momentum) running + momentum batch_stat, using the
     unbiased batch variance for ``running_var``. ``weight`` (gamma) None means
-    gamma = 1, ``bias`` (beta) None means beta = 0; TF contrib ``batch_norm``
-    with its default ``scale=False`` keeps only beta.
-
-    TF/Keras spell the averaging ``decay`` (or ``momentum`` in Keras): it is
-    minigrad's 1 - momentum, so TF's decay 0.9 is momentum 0.1 and Keras'
-    0.99 is 0.01. TF and Keras default to eps 1e-3, PyTorch and minigrad to 1e-5.
+    gamma = 1, ``bias`` (beta) None means beta = 0.
     """
 
     def __init__(self, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5):
@@ -97,72 +100,39 @@ class BatchNorm(Function):
             if not is_floating(array.dtype):
                 raise TypeError(f"batch_norm: {name} must be floating-point, got {array.dtype}")
 
-    def forward(self, x, weight=None, bias=None):
-        self._check_inputs(x, weight, bias)
-        xp = get_array_module(x)
-        count = x.size // x.shape[1]  # m, the values per channel
+    def values_per_channel(self, x):
+        """m, the values per channel; training needs at least two (a variance of one value is 0)."""
+        count = x.size // x.shape[1]
         if self.training and count < 2:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input of shape {x.shape}")
-        channels = x.shape[1]
-        centered, out = xp.empty_like(x), xp.empty_like(x)
-        mean, var = xp.empty(channels, x.dtype), xp.empty(channels, x.dtype)
-        if not self.training:
-            mean[...], var[...] = self.running_mean, self.running_var
+        return count
 
-        def normalize(part):  # channels ``part``: every line below reads and writes only those
-            if self.training:
-                mean[part] = channel_sum(x[:, part]) / count
-            xp.subtract(x[:, part], per_channel(mean[part], x), out=centered[:, part])
-            if self.training:
-                var[part] = channel_sum(centered[:, part], centered[:, part]) / count  # biased: divides by m
-            # y = gamma x_hat + beta = (gamma inv_std) (x - mu) + beta: x_hat itself is never
-            # stored (backward gets it from x - mu), which saves two passes over the batch
-            scale = 1 / xp.sqrt(var[part] + self.eps)
-            if weight is not None:
-                scale *= weight[part]
-            xp.multiply(centered[:, part], per_channel(scale, x), out=out[:, part])
-            if bias is not None:
-                out[:, part] += per_channel(bias[part], x)
-        by_channel(normalize, x)
-        if self.training and self.running_mean is not None:
-            self.update_running(mean, var, count)
+    def forward(self, x, weight=None, bias=None):
+        self._check_inputs(x, weight, bias)
+        xp = get_array_module(x)
+        count = self.values_per_channel(x)
+        axes, per_channel = channel_axes(x)
+        if self.training:
+            mean = x.mean(axis=axes)
+            centered = x - mean.reshape(per_channel)
+            var = (centered * centered).mean(axis=axes)  # biased: divides by m
+            if self.running_mean is not None:
+                self.update_running(mean, var, count)
+        else:  # copies in x's dtype: a later training step changes the buffers in place
+            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+            centered = x - mean.reshape(per_channel)
         inv_std = 1 / xp.sqrt(var + self.eps)
+        out = centered * inv_std.reshape(per_channel)  # x_hat
+        if weight is not None:
+            out = out * weight.reshape(per_channel)
+        if bias is not None:
+            out = out + bias.reshape(per_channel)
         self.count = count
         self.mean = mean  # (C,): at inference the running mean used, a constant of the textbook rule
-        # x too: the textbook rule reads it, so a change in place must make backward raise
-        self.save_for_backward(centered, inv_std, weight, x)
+        # x and gamma too: the rule reads them, so a change in place must make backward raise
+        self.save_for_backward(x, inv_std, weight)
         return out
-
-    def backward_arrays(self, grad):
-        centered, inv_std, weight = self.saved[:3]  # x_hat = centered inv_std
-        xp = get_array_module(grad)
-        needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
-        fused = needs_x and self.training  # the training rule for x needs both channel sums
-        channels = grad.shape[1]
-        scale = inv_std if weight is None else weight * inv_std  # dy/dx with mu and var constant (eval)
-        sum_grad = xp.empty(channels, grad.dtype) if needs_bias or fused else None
-        sum_grad_x_hat = xp.empty(channels, grad.dtype) if needs_weight or fused else None
-        grad_x = xp.empty_like(grad) if needs_x else None
-
-        def gradients(part):  # channels ``part`` only, as in forward
-            g = grad[:, part]
-            # y = gamma x_hat + beta: dy/dbeta = 1, dy/dgamma = x_hat, summed over each channel
-            if sum_grad is not None:
-                sum_grad[part] = channel_sum(g)
-            if sum_grad_x_hat is not None:
-                sum_grad_x_hat[part] = channel_sum(g, centered[:, part]) * inv_std[part]
-            if needs_x:
-                dx = grad_x[:, part]
-                xp.multiply(g, per_channel(scale[part], grad), out=dx)
-                if fused:
-                    # dL/dx = gamma inv_std / m (m g - sum g - x_hat sum(g x_hat)), derived above, as
-                    # dx above minus two per-channel terms, subtracted in place (one temporary)
-                    x_hat_factor = scale[part] * inv_std[part] * sum_grad_x_hat[part] / self.count
-                    dx -= centered[:, part] * per_channel(x_hat_factor, grad)
-                    dx -= per_channel(scale[part] * sum_grad[part] / self.count, grad)
-        by_channel(gradients, grad)
-        return grad_x, (sum_grad_x_hat if needs_weight else None), (sum_grad if needs_bias else None)
 
     def backward(self, grad):
         """The textbook rule, on tensors: the three-term formula of the module docstring.
@@ -180,8 +150,7 @@ class BatchNorm(Function):
         """
         x, weight = (list(self.inputs) + [None])[:2]
         needs_x, needs_weight, needs_bias = (list(self.needs_input_grad) + [False, False])[:3]
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)  # every axis but the channels'
-        per_channel = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # a (C,) tensor shaped to broadcast
+        axes, per_channel = channel_axes(x)
         if self.training:
             count = self.batch_count()
             mean = self.batch_sum(x, axes) / count
@@ -211,46 +180,3 @@ class BatchNorm(Function):
     def batch_count(self):
         """m, the values per channel in the batch, for the textbook rule."""
         return self.count
-
-
-def by_channel(work, x):
-    """Call ``work(part)`` on slices of the channels: all at once, or one run of channels per thread.
-
-    Every channel is normalised with its own statistics, so channels can be
-    shared out among threads (NumPy runs each line on one core); the result
-    does not depend on how they are split.
-    """
-    run_on_slices(work, x.shape[1], x, min_size=PARALLEL_SIZE)
-
-
-def per_channel(values, x):
-    """Per-channel values (C,) shaped to broadcast against x, (N, C) or (N, C, H, W).
-
-    For images each channel's value is repeated over the H W positions, a
-    (1, C, H, W) array, rather than reshaped to (1, C, 1, 1): NumPy's loop over
-    two arrays runs about twice as fast as one whose innermost operand repeats a
-    single number (measured: 0.31 against 0.63 ms to scale mnist_bn's first
-    activation on one core), and the copy is only C H W values. On the GPU the
-    broadcast costs nothing, so there it stays a view.
-    """
-    if x.ndim == 2:
-        return values.reshape(1, -1)
-    if is_cupy_array(values):
-        return values.reshape(1, -1, 1, 1)
-    xp = get_array_module(values)
-    return xp.repeat(values, x.shape[2] * x.shape[3]).reshape(1, -1, *x.shape[2:])
-
-
-def channel_sum(a, b=None):
-    """Per-channel sum of a (or of a * b) over every axis but 1, for (N, C) or (N, C, H, W) arrays.
-
-    ``einsum`` reads the operands once and multiplies as it sums, so sum(a * b)
-    costs no temporary the size of the batch, and is about twice as fast as
-    NumPy's ``sum`` over the non-adjacent axes (0, 2, 3).
-    """
-    xp = get_array_module(a)
-    n, c = a.shape[:2]
-    a = a.reshape(n, c, -1)
-    if b is None:
-        return xp.einsum("ncp->c", a)
-    return xp.einsum("ncp,ncp->c", a, b.reshape(n, c, -1))

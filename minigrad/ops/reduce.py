@@ -49,14 +49,6 @@ def normalize_axes(axis, ndim, op):
     return tuple(sorted(result)) if ndim else ()
 
 
-def expand(grad, in_shape, axes, keepdims):
-    """Reshape a reduced gradient so it broadcasts against the input of shape ``in_shape``."""
-    if keepdims:
-        return grad
-    shape = tuple(1 if i in axes else size for i, size in enumerate(in_shape))
-    return grad.reshape(shape)
-
-
 def check_not_empty(shape, axes, axis, op):
     """Raise if a group to reduce has no elements: it has no maximum (nor argmax)."""
     if all(shape[a] != 0 for a in axes):
@@ -114,10 +106,6 @@ class Sum(_Reduction):
         """Every input element adds to its group's sum with slope 1: each gets its group's gradient."""
         return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape)
 
-    def backward_arrays(self, grad):
-        xp = get_array_module(grad)
-        return xp.broadcast_to(expand(grad, self.in_shape, self.axes, self.keepdims), self.in_shape)
-
 
 class Mean(_Reduction):
     def forward(self, x):
@@ -131,13 +119,6 @@ class Mean(_Reduction):
         if self.count == 0:  # the input has no elements to send a gradient to
             return constant(get_array_module(grad.data).zeros(self.in_shape, dtype=grad.dtype))
         return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) / self.count
-
-    def backward_arrays(self, grad):
-        xp = get_array_module(grad)
-        if self.count == 0:  # the input has no elements to send a gradient to
-            return xp.zeros(self.in_shape, dtype=grad.dtype)
-        grad = expand(grad, self.in_shape, self.axes, self.keepdims) / self.count
-        return xp.broadcast_to(grad, self.in_shape)
 
 
 class Var(_Reduction):
@@ -172,20 +153,24 @@ class Var(_Reduction):
         (d <= 0) or no elements, the gradient is PyTorch's inf/NaN pattern, a constant."""
         dof = self.count - self.correction
         if self.count == 0 or dof <= 0:
-            return constant(self.backward_arrays(grad.data))
+            return constant(self.grad_without_divisor(grad.data))
         x, = self.inputs
         centered = x - x.mean(axis=self.axes, keepdims=True)
         return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) * (2 / dof) * centered
 
-    def backward_arrays(self, grad):
+    def grad_without_divisor(self, grad):
+        """The gradient (an array) where d = n - correction <= 0 or there are no elements, as PyTorch's.
+
+        Over the whole tensor with d <= 0, PyTorch gives grad * inf, NaN where x_i equals the mean;
+        over an axis, d = 0 gives 2 grad (x_i - mean) / 0 and d < 0 keeps the formula.
+        """
         xp = get_array_module(grad)
         if self.count == 0:  # the input has no elements to send a gradient to
             return xp.zeros(self.in_shape, dtype=grad.dtype)
         centered, = self.saved
-        grad = expand(grad, self.in_shape, self.axes, self.keepdims)
+        grad = grad.reshape(self.kept_shape())
         dof = self.count - self.correction
-        if dof <= 0 and (self.axis is None or len(self.in_shape) == 0):
-            # PyTorch's rule when nothing is left to divide by, over the whole tensor:
+        if self.axis is None or len(self.in_shape) == 0:
             # grad * inf, and grad * nan where x_i equals the mean (written so that 0 * inf warns of nothing)
             slope = xp.where(centered == 0, xp.nan, xp.inf).astype(centered.dtype, copy=False)
             return xp.where(grad == 0, xp.nan, grad) * slope
@@ -207,9 +192,6 @@ class Max(_Reduction):
     def backward(self, grad):
         """Slope 1 for the largest element of each group, 0 for the others; ties share it equally."""
         return broadcast_to(grad.reshape(self.kept_shape()), self.in_shape) * constant(self.shares())
-
-    def backward_arrays(self, grad):
-        return expand(grad, self.in_shape, self.axes, self.keepdims) * self.shares()
 
     def shares(self):
         """Each element's share of its group's gradient: 1/k for the k elements equal to the maximum, else 0."""

@@ -29,9 +29,6 @@ class Reshape(Function):
         """Reshaping only renames positions: the gradient is the output's, in the input's shape."""
         return grad.reshape(self.in_shape)
 
-    def backward_arrays(self, grad):
-        return grad.reshape(self.in_shape)
-
 
 def flatten(x, start_dim=0, end_dim=-1):
     """Merge axes start_dim..end_dim into one (``Flatten`` keeps the batch axis: start_dim=1)."""
@@ -73,9 +70,6 @@ class Transpose(Function):
         """Undo the permutation: its inverse sends axis perm[i] back to i."""
         return Transpose.apply(grad, axes=self.inverse(grad.ndim))
 
-    def backward_arrays(self, grad):
-        return grad.transpose(self.inverse(grad.ndim))
-
     def inverse(self, ndim):
         return None if self.axes is None else tuple(int(i) for i in np.argsort([a % ndim for a in self.axes]))
 
@@ -102,9 +96,6 @@ class GetItem(Function):
         return ScatterAdd.apply(grad, shape=self.in_shape, basic=self.basic, advanced=self.advanced,
                                 index=self.index)
 
-    def backward_arrays(self, grad):
-        return scatter_add(grad, self.in_shape, self.basic, self.advanced)
-
 
 def scatter_add(grad, shape, basic, advanced):
     """Zeros of ``shape`` with ``grad`` added at ``[basic][advanced]`` (repeated places summed, in index order)."""
@@ -112,10 +103,8 @@ def scatter_add(grad, shape, basic, advanced):
     full = xp.zeros(shape, dtype=grad.dtype)
     if advanced is None:
         full[basic] = grad
-    elif backend.is_cupy_array(grad):
-        _add_at_in_order(full, basic, advanced, grad)
     else:
-        xp.add.at(full[basic], advanced, grad)  # full[basic] is a view: the sums land in full
+        backend.add_at(full[basic], advanced, grad)  # full[basic] is a view: the sums land in full
     return full
 
 
@@ -210,28 +199,6 @@ def _kind(part):
     return "int"
 
 
-def _add_at_in_order(full, basic, advanced, grad):
-    """``add.at(full[basic], advanced, grad)`` on a GPU, adding repeats in the order NumPy's add.at adds them.
-
-    CuPy's add.at adds repeated indices with atomics, in whatever order the
-    threads arrive, so the rounding differs from run to run. Here element k of
-    grad is ranked among the elements that go to the same place (rank 0 for
-    the first one, 1 for the second, ...), and round r adds the elements of
-    rank r, the others contributing an exact 0: every place gets its sum in
-    index order, the same bits every run and as on the CPU. It waits for the
-    GPU once, to learn how many rounds there are.
-    """
-    xp = get_array_module(grad)
-    place = xp.arange(full.size).reshape(full.shape)[basic][advanced].reshape(-1)  # where each element of grad goes
-    values = grad.reshape(-1)
-    order = xp.argsort(place * values.size + xp.arange(values.size))  # by place, then by position in grad
-    place, values = place[order], values[order]
-    rank = xp.arange(values.size) - xp.searchsorted(place, place, side="left")
-    flat = full.reshape(-1)
-    for r in range(int(rank.max()) + 1 if values.size else 0):
-        xp.add.at(flat, place, xp.where(rank == r, values, 0))
-
-
 class Cast(Function):
     def __init__(self, dtype):
         self.dtype = dtype
@@ -243,9 +210,6 @@ class Cast(Function):
     def backward(self, grad):
         """A cast is the identity on values: the gradient comes back in the input's dtype."""
         return grad.to(self.in_dtype)
-
-    def backward_arrays(self, grad):
-        return grad.astype(self.in_dtype)
 
 
 class ToDevice(Function):
@@ -259,6 +223,3 @@ class ToDevice(Function):
     def backward(self, grad):
         """A copy between devices: the gradient goes back to the input's device."""
         return grad.to(self.in_device)
-
-    def backward_arrays(self, grad):
-        return backend.to_device(grad, self.in_device)

@@ -17,7 +17,7 @@ lr_scheduler.py the schedules.
 """
 from .optimizer import Optimizer
 from .sgd import SGD
-from .adam import Adam, AdamW, _adam_update  # noqa: F401  (_adam_update: the GPU kernel's reference)
+from .adam import Adam, AdamW
 from . import lr_scheduler
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]

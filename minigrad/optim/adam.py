@@ -1,6 +1,5 @@
-"""Adam and AdamW, and the in-place update they share (``_adam_update``)."""
-from .. import backend
-from ..ops import kernels_cuda
+"""Adam and AdamW, and the in-place update they share (``adam_step``)."""
+from .. import backend, config
 from .optimizer import Optimizer, _check, _check_numbers, _is_real
 
 
@@ -57,59 +56,20 @@ class Adam(Optimizer):
             else:
                 grad = grad + weight_decay * p.data  # a new array: p.grad stays as it is
         step_size, bias_correction2_sqrt = lr / (1 - beta1 ** t), (1 - beta2 ** t) ** 0.5
-        if backend.is_cupy_array(p.data):  # the same operations in one fused launch
-            kernels_cuda.adam_update(p.data, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size)
-            return
-        arrays = (p.data, m, v, grad)
-        if not all(a.flags.c_contiguous for a in arrays):
-            _adam_update(*arrays, beta1, beta2, bias_correction2_sqrt, eps, step_size)
-            return
-        # A big weight (mnist_bn's 3-million-weight Linear) is updated in slices, one per
-        # thread: NumPy runs each line on one core, and every weight's update is
-        # independent of the others, so the result is the same as in one piece.
-        # Each thread then goes through its slice in pieces of _PIECE weights, so
-        # that the thirteen passes of _adam_update find the piece of p, m, v, grad and
-        # the scratch array still in the processor's cache, instead of streaming
-        # 13 MB arrays through main memory thirteen times.
-        flat = [a.reshape(-1) for a in arrays]
-        piece_size, parallel_size = _PIECE, _PARALLEL_SIZE
-
-        def update(part):
-            for start in range(part.start, part.stop, piece_size):
-                piece = slice(start, min(start + piece_size, part.stop))
-                _adam_update(*(a[piece] for a in flat), beta1, beta2, bias_correction2_sqrt, eps, step_size)
-        backend.run_on_slices(update, p.data.size, p.data, min_size=parallel_size)
+        config.chosen(adam_step)(p.data, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size)
 
 
-# Below this many weights a thread's start costs more than it saves: smaller weights
-# are updated in one piece (run_on_slices' min_size).
-_PARALLEL_SIZE = 1 << 18
-# 256 Ki weights, 1 MiB per float32 array: five such arrays per thread fit in the
-# cache of the 2-core machine of docs/performance.md (32 MiB L3), and fewer, larger
-# pieces keep the Python calls per piece cheap (much smaller pieces were slower there).
-_PIECE = 1 << 18
+def adam_step(p, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size):
+    """One Adam step on the arrays p, m and v, in place; ``grad`` already holds any L2 term.
 
-
-def _adam_update(p, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size):
-    """Adam's update of p, m and v in place, with one scratch array the size of p.
-
-    On a 3-million-weight model that halves the step's time against writing
-    each line as a fresh expression.
+    The operations of PyTorch's formula, in the order that ``fast/adam.py``
+    (and its GPU kernel) rounds them, so that both give the same bits.
     """
     xp = backend.get_array_module(p)
-    scratch = grad * (1 - beta1)
-    m *= beta1
-    m += scratch                                     # m_t
-    xp.multiply(grad, grad, out=scratch)
-    scratch *= 1 - beta2
-    v *= beta2
-    v += scratch                                     # v_t
-    xp.sqrt(v, out=scratch)
-    scratch /= bias_correction2_sqrt
-    scratch += eps                                   # sqrt(v_hat) + eps
-    xp.divide(m, scratch, out=scratch)
-    scratch *= step_size
-    p -= scratch
+    m[...] = beta1 * m + (1 - beta1) * grad                            # m_t
+    v[...] = beta2 * v + (1 - beta2) * (grad * grad)                   # v_t
+    denominator = xp.sqrt(v) / bias_correction2_sqrt + eps             # sqrt(v_hat) + eps
+    p -= step_size * (m / denominator)                                 # step_size = lr / (1 - beta1^t)
 
 
 class AdamW(Adam):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import backend
 from ..nn.module import Module
-from ..tensor import Tensor
+from ..tensor import Tensor, forget_grads
 
 
 class Optimizer:
@@ -83,13 +83,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none=True):
         """Forget the gradients before the next backward: set them to None (PyTorch's default) or to zeros."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    with backend.on_device_of(p.data):
-                        p.grad = Tensor._from_array(backend.get_array_module(p.data).zeros_like(p.data))
+        forget_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def state_dict(self):
         """A snapshot in PyTorch's layout, parameters numbered 0, 1, ... across the groups in order.
@@ -199,20 +193,16 @@ def _check_parameter(p, name):
                          f"{p.grad_fn.name}); optimize the leaf tensors it was computed from")
 
 
-def _is_array(value):
-    return isinstance(value, np.ndarray) or backend.is_cupy_array(value)
-
-
 def _snapshot(value):
     """A state value for state_dict: an array becomes a Tensor holding a copy; a number stays."""
-    return Tensor._from_array(value.copy()) if _is_array(value) else value
+    return Tensor._from_array(value.copy()) if backend.is_array(value) else value
 
 
 def _restored(value, p, where):
     """A state value from a state_dict, as an array of p's shape, dtype and device (a copy)."""
     if isinstance(value, Tensor):
         value = value.data
-    if not _is_array(value):
+    if not backend.is_array(value):
         return value
     if tuple(value.shape) != p.shape:
         raise ValueError(f"{where} has shape {tuple(value.shape)} but the parameter has shape {p.shape}")

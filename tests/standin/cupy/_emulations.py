@@ -1,4 +1,4 @@
-"""NumPy emulations of minigrad's CUDA kernels (minigrad/ops/kernels_cuda.py), by kernel name.
+"""NumPy emulations of minigrad's CUDA kernels (minigrad/fast/cuda_kernels.py), by kernel name.
 
 Each takes the kernel's parameters by name, as NumPy arrays or NumPy scalars
 of the declared types, and writes its outputs in place. Each is written from
@@ -33,7 +33,7 @@ def col2im(cols, n, c, h, w, kh, kw, oh, ow, sh, sw, top, left, grad_x):
 
 
 def relu_backward(grad, y, grad_x):
-    grad_x[...] = numpy.where(y > 0, grad, grad.dtype.type(0))
+    grad_x[...] = numpy.where(y <= 0, grad.dtype.type(0), grad)
 
 
 def adam(grad, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, step_size, p, m, v):

@@ -75,10 +75,11 @@ SPECS = {
         grad_x = sum;
         """,
         "minigrad_col2im", ()),
-    # ReLU's backward: the upstream gradient where y > 0, else 0, even a NaN or inf gradient (as PyTorch)
+    # ReLU's backward: 0 where y <= 0, even for a NaN or inf gradient, else the upstream gradient
+    # (a NaN y too), as PyTorch's threshold_backward
     "relu_backward": Kernel(
-        "T grad, T y", "T grad_x", "grad_x = y > (T)0 ? grad : (T)0", "minigrad_relu_backward", ()),
-    # optim.adam._adam_update in one pass over p, m, v: the same operations in the same order, each
+        "T grad, T y", "T grad_x", "grad_x = y <= (T)0 ? (T)0 : grad", "minigrad_relu_backward", ()),
+    # optim.adam.adam_step in one pass over p, m, v: the same operations in the same order, each
     # rounded on its own; 1 - beta1 and 1 - beta2 come from the host, as NumPy computes them
     "adam": Kernel(
         "T grad, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T bias_correction2_sqrt, "
@@ -156,7 +157,7 @@ def relu_backward(grad, y):
 
 
 def adam_update(p, m, v, grad, beta1, beta2, bias_correction2_sqrt, eps, step_size):
-    """One Adam step on CuPy arrays p, m, v (updated in place), as optim.adam._adam_update."""
+    """One Adam step on CuPy arrays p, m, v (updated in place), as optim.adam.adam_step."""
     kernel("adam")(grad, beta1, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, step_size, p, m, v)
 
 

@@ -7,7 +7,7 @@ F(2x2, 5x5) needs 36 products for 4 outputs instead of 100, F(2x2, 3x3) 16
 instead of 36 (Lavin and Gray, "Fast Algorithms for Convolutional Neural
 Networks", 2015). What it adds, the transforms below, are cheap linear maps.
 Bigger tiles save more (F(4x4, 5x5): 64 for 16 outputs instead of 400) but
-round worse in float32, which is why ``ops/conv.py``, which decides when to
+round worse in float32, which is why ``fast/conv.py``, which decides when to
 use it, takes tiles of 2 (see ``PRECISE_POINTS``).
 
 One dimension first. Correlating r weights g with n inputs d gives m outputs
@@ -47,21 +47,21 @@ cores, BLAS runs that orientation about a third faster than (O x C) times
 (C x tiles) when C is small (32 in mnist_bn), and cutting the tiles copies
 runs of C contiguous numbers. The moves between NCHW and NHWC go image by
 image, each small enough to stay in the cache. This module runs on NumPy
-arrays only; on the GPU ``conv.py`` keeps its fused im2col kernels.
+arrays only; on the GPU ``fast/conv.py`` keeps its fused im2col kernels.
 """
 import functools
 from fractions import Fraction
 
 import numpy as np
 
-from ..backend import run_in_parallel, run_on_slices
+from .cpu import run_in_parallel, run_on_slices
 
 # The interpolation points. Lavin and Gray's sequence of small numbers keeps
 # the transforms' entries small, and with it F(2x2, 3x3) (3 points) rounds as
 # little as a direct sum; but its larger sets round badly in float32, by 10 to 20
 # times a direct sum's error for F(4x4, 3x3) (5 points) and F(4x4, 5x5) (7).
 # No choice of points brings those within 3 times (docs/performance.md,
-# "Winograd's precision"), so ``conv.py`` uses tiles of 2 only, and for
+# "Winograd's precision"), so ``fast/conv.py`` uses tiles of 2 only, and for
 # F(2x2, 5x5) (5 points) the set below, the best of every symmetric set of
 # small fractions tried, instead of 0, +-1, +-2. Other counts take the first
 # points of the sequence.
