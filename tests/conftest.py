@@ -94,3 +94,25 @@ def fast_on(monkeypatch):
     """The fast paths on for one test, whatever MINIGRAD_FAST says: for tests of the fast layer itself."""
     import minigrad as mg
     monkeypatch.setattr(mg.config, "fast", True)
+
+
+# The op tests run twice, as minitorch runs its tests over both backends: once with the fast drop-ins
+# (the default) and once with the textbook rules alone (mg.config.fast off), so that every op's
+# checks against PyTorch and finite differences hold for both. Tests of the fast layer itself ask for
+# ``fast_on`` and run once.
+OP_TEST_FILES = {"test_elementwise.py", "test_reduce.py", "test_shape.py", "test_matmul.py", "test_conv.py",
+                 "test_pool.py", "test_norm.py", "test_loss.py", "test_dropout.py", "test_optim.py"}
+
+
+def pytest_generate_tests(metafunc):
+    if os.path.basename(metafunc.module.__file__) in OP_TEST_FILES and "fast_on" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("rules")
+        metafunc.parametrize("rules", ["fast", "textbook"], indirect=True)
+
+
+@pytest.fixture
+def rules(request, monkeypatch):
+    """Which rules the op runs: "fast" (the drop-ins) or "textbook" (ops/ alone)."""
+    import minigrad as mg
+    monkeypatch.setattr(mg.config, "fast", request.param == "fast")
+    return request.param

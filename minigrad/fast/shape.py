@@ -4,7 +4,7 @@ Each puts the gradient back where the value came from, as the textbook rule
 (``ops/shape.py``) does, without recording a graph node per step.
 """
 from .. import backend
-from ..ops import shape as textbook
+from ..ops import common, shape as textbook
 
 
 class Reshape(textbook.Reshape):
@@ -22,7 +22,7 @@ class Transpose(textbook.Transpose):
 class GetItem(textbook.GetItem):
     def backward_arrays(self, grad):
         # each element's gradient added back where it was taken from (repeats summed)
-        return textbook.scatter_add(grad, self.in_shape, self.basic, self.advanced)
+        return common.scatter_add(grad, self.in_shape, self.basic, self.advanced)
 
 
 class Cast(textbook.Cast):

@@ -9,7 +9,7 @@ import numbers
 
 from ..errors import ShapeError
 from ..autograd import Function
-from ..backend import get_array_module, is_floating
+from ..backend import add_at, get_array_module, is_floating
 
 
 def constant(array):
@@ -87,11 +87,21 @@ class ScatterAdd(Function):
         self.shape, self.basic, self.advanced, self.index = shape, basic, advanced, index
 
     def forward(self, x):
-        from .shape import scatter_add  # the one NumPy/CuPy scatter, shared with GetItem's array rule
         return scatter_add(x, self.shape, self.basic, self.advanced)
 
     def backward(self, grad):
         return grad[self.index]
+
+
+def scatter_add(grad, shape, basic, advanced):
+    """Zeros of ``shape`` with ``grad`` added at ``[basic][advanced]`` (repeated places summed, in index order)."""
+    xp = get_array_module(grad)
+    full = xp.zeros(shape, dtype=grad.dtype)
+    if advanced is None:
+        full[basic] = grad
+    else:
+        add_at(full[basic], advanced, grad)  # full[basic] is a view: the sums land in full
+    return full
 
 
 # Checks and window geometry that several op families share.

@@ -91,7 +91,7 @@ def check_channel_counts(op, in_channels, out_channels, groups):
 def same_padding(kernel_size, dilation=(1, 1)):
     """Padding that keeps H and W at stride 1: d (k - 1) in total, the extra one (odd total) at the bottom/right.
 
-    PyTorch's rule for ``padding="same"``; TF/Keras split it the same way.
+    PyTorch's rule for ``padding="same"``.
     """
     return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel_size, dilation))
 

@@ -48,11 +48,7 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch.
-
-    Keras' Dense keeps the transpose, (in, out): ``Dense(n)(x)`` is
-    ``x @ kernel + bias``.
-    """
+    """y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch."""
 
     def forward(self, x, weight, bias=None):
         if x.ndim < 1 or weight.ndim != 2:

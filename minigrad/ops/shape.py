@@ -11,6 +11,7 @@ from ..errors import ShapeError
 from .. import backend
 from ..autograd import Function
 from ..backend import get_array_module
+from .common import ScatterAdd
 
 
 class Reshape(Function):
@@ -92,20 +93,8 @@ class GetItem(Function):
     def backward(self, grad):
         """Each selected element's gradient goes back to where it was taken from (a scatter-add:
         an element picked twice, x[[0, 0]], receives the sum). Its own gradient is indexing again."""
-        from .common import ScatterAdd
         return ScatterAdd.apply(grad, shape=self.in_shape, basic=self.basic, advanced=self.advanced,
                                 index=self.index)
-
-
-def scatter_add(grad, shape, basic, advanced):
-    """Zeros of ``shape`` with ``grad`` added at ``[basic][advanced]`` (repeated places summed, in index order)."""
-    xp = get_array_module(grad)
-    full = xp.zeros(shape, dtype=grad.dtype)
-    if advanced is None:
-        full[basic] = grad
-    else:
-        backend.add_at(full[basic], advanced, grad)  # full[basic] is a view: the sums land in full
-    return full
 
 
 def split_index(index, shape):
