@@ -312,7 +312,7 @@ def mine_conv(padding, route):
         inputs = [mg.tensor(a, requires_grad=True) for a in (x, weight, bias)]
         out = F.conv2d(*inputs, padding=padding)
         node = out.grad_fn
-        assert route == ("winograd" if node.tile else "by_image" if node.per_image else "im2col")
+        assert route == ("winograd" if node.winograd_tile_size else "by_image" if node.per_image else "im2col")
         out.backward(mg.tensor(grad))
         return out.numpy(), inputs[0].grad.numpy(), inputs[1].grad.numpy()
     return forward

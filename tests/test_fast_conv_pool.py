@@ -89,7 +89,7 @@ CONV_CASES = [  # input shape, weight shape, bias?, stride, padding, dilation, g
 
 
 def conv_route(node):
-    return "winograd" if node.tile else "per_image" if node.per_image else "product"
+    return "winograd" if node.winograd_tile_size else "per_image" if node.per_image else "product"
 
 
 def conv_case(x_shape, weight_shape, with_bias, stride, padding, dilation, groups, dtype=np.float64):

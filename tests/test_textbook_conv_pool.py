@@ -224,7 +224,7 @@ def test_the_rules_convolutions_are_the_chosen_conv2d(monkeypatch, fast):
         stack.extend(t.grad_fn for t in node.inputs if t is not None)
     assert len(nodes) == 2 and all(type(n) is mg.config.chosen(Conv2d) for n in nodes + [out.grad_fn])
     if fast:  # the layer takes Winograd; dL/dx's convolution (2 input channels) the per-image products
-        assert out.grad_fn.tile and any(n.per_image for n in nodes)
+        assert out.grad_fn.winograd_tile_size and any(n.per_image for n in nodes)
     else:
         assert type(out.grad_fn) is Conv2d
 

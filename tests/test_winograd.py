@@ -91,11 +91,11 @@ def test_switching_winograd_off_uses_im2col(monkeypatch):
     x, weight = randn(2, 16, 6, 6, seed=1), randn(4, 16, 3, 3, seed=2)
     node = conv.Conv2d(padding=1)
     node.forward(x, weight)
-    assert node.tile == 2
+    assert node.winograd_tile_size == 2
     monkeypatch.setattr(mg.config, "winograd", False)
     node = conv.Conv2d(padding=1)
     node.forward(x, weight)
-    assert node.tile is None
+    assert node.winograd_tile_size is None
 
 
 @pytest.mark.parametrize("options", [{"dilation": 2}, {"groups": 2}])
@@ -103,7 +103,7 @@ def test_dilated_and_grouped_layers_take_im2col(options):
     x, weight = randn(2, 32, 9, 9, seed=1), randn(4, 32 // options.get("groups", 1), 3, 3, seed=2)
     node = conv.Conv2d(padding=1, **options)
     node.forward(x, weight)
-    assert node.tile is None
+    assert node.winograd_tile_size is None
 
 
 # Conv2d cases with 16+ input channels, which the node sends through Winograd
@@ -121,7 +121,7 @@ def test_conv2d_through_winograd_matches_torch_and_finite_differences(x_shape, w
     def mine(x, weight, bias=None):
         node_out = Conv2d.apply(x, weight, bias, padding=padding)
         if node_out.grad_fn is not None:  # (gradcheck's perturbed runs record no graph)
-            assert node_out.grad_fn.tile is not None  # the case does go through Winograd
+            assert node_out.grad_fn.winograd_tile_size is not None  # the case does go through Winograd
         return node_out
 
     def theirs(x, weight, bias=None):
@@ -139,7 +139,7 @@ def test_float32_mnist_bn_second_convolution_matches_torch():
     grad = randn(8, 64, 14, 14, seed=4).astype(np.float32)
     mine = [mg.tensor(a, requires_grad=True) for a in (x, weight, bias)]
     out = Conv2d.apply(*mine, padding=2)
-    assert out.grad_fn.tile == 2
+    assert out.grad_fn.winograd_tile_size == 2
     out.backward(mg.tensor(grad))
     theirs = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias)]
     expected = torch.nn.functional.conv2d(*theirs, padding=2)

@@ -138,14 +138,14 @@ class Conv2d(textbook.Conv2d):
         self.prepare(x, weight, bias)
         out_channels, group_channels, kernel_h, kernel_w = weight.shape
         plain = self.groups == 1 and self.dilation == (1, 1)
-        self.tile = winograd_tile(x, weight, self.stride) if plain else None
+        self.winograd_tile_size = winograd_tile(x, weight, self.stride) if plain else None
         # Few input channels (a first layer: C kH kW of at most 32), on the CPU: one product per
         # image, whose (O, Ho Wo) result is already that image's NCHW output. The cheap products
         # of such a layer cost less than moving its big output, and this way nothing is transposed.
-        self.per_image = (not self.tile and self.groups == 1 and not is_cupy_array(x)
+        self.per_image = (not self.winograd_tile_size and self.groups == 1 and not is_cupy_array(x)
                           and group_channels * kernel_h * kernel_w <= 32)
-        if self.tile:
-            out, transformed = winograd.forward(x, weight, self.padding, self.tile, bias)
+        if self.winograd_tile_size:
+            out, transformed = winograd.forward(x, weight, self.padding, self.winograd_tile_size, bias)
             self.save_for_backward(weight, transformed)
             return out
         if self.per_image:
@@ -187,7 +187,7 @@ class Conv2d(textbook.Conv2d):
             return self.backward_by_image(grad, wants_bias)
         # b[o] is added to every position of every image in channel o
         grad_bias = channel_sum(grad) if wants_bias else None
-        if self.tile:
+        if self.winograd_tile_size:
             weight, transformed = self.saved
             grad_x, grad_weight = winograd.backward(grad, weight, transformed,
                                                     self.needs_input_grad[0], self.needs_input_grad[1])
