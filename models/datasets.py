@@ -26,6 +26,26 @@ DOWNLOADABLE = ("mnist", "fashion-mnist", "cifar10")
 
 
 def load(name, split, data_dir=None, image_size=None, download=False, sample=None):
+    try:
+        return _load(name, split, data_dir, image_size, download, sample)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(in_option_terms(str(error))) from error
+
+
+def in_option_terms(message):
+    """A loader's "could not find" message with its remedy said in the scripts' options, not in arguments.
+
+    The library says "pass download=True ... root="; a user of the scripts types
+    ``--download`` and ``--data-dir``. Other messages are left as they are.
+    """
+    head, found, _ = message.partition("To get them: ")
+    if not found:
+        return message
+    return (f"{head}To get them: pass --data-dir FOLDER, a folder that holds the files (or set MINIGRAD_DATA "
+            "to a folder holding the data set's folder); train.py also takes --download to fetch them.")
+
+
+def _load(name, split, data_dir, image_size, download, sample):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if download and name not in DOWNLOADABLE:

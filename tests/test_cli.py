@@ -235,6 +235,9 @@ def test_ctrl_c_in_the_first_epoch_does_not_advise_resume(home, tmp_path):
 def test_missing_and_damaged_data(home, tmp_path):
     result = script("train", "mnist_bn", "--data-dir", tmp_path / "nowhere", home=home, check=1)
     assert "loading the mnist training data" in result.stderr and "nowhere" in result.stderr
+    # the remedy in the options a script user types, not the library's arguments
+    assert "pass --data-dir FOLDER" in result.stderr and "--download" in result.stderr
+    assert "download=True" not in result.stderr and "root=" not in result.stderr
     damaged = tmp_path / "damaged"
     shutil.copytree(MNIST.SAMPLE_FOLDER, damaged)
     images = damaged / "train-images-idx3-ubyte.gz"
