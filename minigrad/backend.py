@@ -241,7 +241,7 @@ class CounterGenerator:
     """GPU random numbers whose whole state is two integers: a seed and the number of draws so far.
 
     Draw k fills element i with splitmix64 of (key_k + (i + 1) golden), key_k
-    mixed from the seed and k, in one kernel (kernels_cuda ``uniform``). As
+    mixed from the seed and k, in one kernel (``fast/cuda_kernels.py``: ``uniform``). As
     nothing lives on the device, a checkpoint saves the state exactly and a
     resumed run draws the same dropout masks; CuPy's own generators keep their
     state on the GPU, out of reach of a checkpoint.

@@ -3,7 +3,7 @@
 Nobody runs the GPU code in CI: there is no GPU there. So two things a GPU run
 would catch are checked here instead:
 
-- every fused kernel in ``kernels_cuda.SPECS`` compiles, in float32 and float64,
+- every fused kernel in ``cuda_kernels.SPECS`` compiles, in float32 and float64,
   with NVRTC for sm_90, from the full source CuPy 14 generates for it (CuPy's
   headers, the CArray/CIndexer parameters, the loop around ``operation``) and
   the options CuPy compiles it with; needs ``cupy-cuda12x==14.2.0`` and
@@ -20,10 +20,10 @@ from token import NAME, OP
 import numpy as np
 import pytest
 
-from minigrad.fast import cuda_kernels as kernels_cuda
+from minigrad.fast import cuda_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Inputs typed T that the callers in kernels_cuda pass as host scalars, not arrays
+# Inputs typed T that the callers in cuda_kernels pass as host scalars, not arrays
 # (the spec cannot say; CuPy makes a scalar a plain parameter, an array a CArray).
 SCALARS = {"adam": {"beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction2_sqrt",
                     "eps", "step_size"}}
@@ -84,9 +84,9 @@ def nvrtc_compile():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("key", sorted(kernels_cuda.SPECS))
+@pytest.mark.parametrize("key", sorted(cuda_kernels.SPECS))
 def test_kernel_compiles_with_nvrtc(nvrtc_compile, key, dtype):
-    assert len(nvrtc_compile(key, kernels_cuda.SPECS[key], dtype)) > 0
+    assert len(nvrtc_compile(key, cuda_kernels.SPECS[key], dtype)) > 0
 
 
 @pytest.mark.parametrize("operation, error", [
@@ -95,7 +95,7 @@ def test_kernel_compiles_with_nvrtc(nvrtc_compile, key, dtype):
     ("grad_x = undeclared", "is undefined"),
 ])
 def test_a_broken_kernel_fails_to_compile(nvrtc_compile, operation, error):
-    spec = kernels_cuda.SPECS["relu_backward"]._replace(operation=operation)
+    spec = cuda_kernels.SPECS["relu_backward"]._replace(operation=operation)
     with pytest.raises(nvrtc_compile.CompileException, match=error):
         nvrtc_compile("relu_backward", spec, np.float32)
 
@@ -124,7 +124,7 @@ def test_every_cupy_name_minigrad_uses_exists_in_cupy_14():
     with open(os.path.join(ROOT, "tests", "cupy14_names.json")) as file:
         names = json.load(file)["names"]
     uses = list(uses_of_cupy_names())
-    assert "cupy.empty" in {text for _, text in uses}  # the scan sees the code (kernels_cuda uses it)
+    assert "cupy.empty" in {text for _, text in uses}  # the scan sees the code (cuda_kernels uses it)
     missing = []
     for where, text in uses:
         chain = ["cupy" if text.startswith("xp.") else text.split(".")[0]] + text.split(".")[1:]

@@ -45,10 +45,10 @@ def splitmix64_draw(key, count):
 
 
 def test_the_uniform_emulation_is_splitmix64(standin):
-    from minigrad.fast import cuda_kernels as kernels_cuda
+    from minigrad.fast import cuda_kernels
     key = 0xDEADBEEF12345678
-    np.testing.assert_array_equal(kernels_cuda.uniform((5,), np.float64, key).get(), splitmix64_draw(key, 5))
-    as_float32 = kernels_cuda.uniform((5,), np.float32, key).get()
+    np.testing.assert_array_equal(cuda_kernels.uniform((5,), np.float64, key).get(), splitmix64_draw(key, 5))
+    as_float32 = cuda_kernels.uniform((5,), np.float32, key).get()
     np.testing.assert_array_equal(as_float32, np.floor(splitmix64_draw(key, 5) * 2 ** 24) / 2 ** 24)
 
 
