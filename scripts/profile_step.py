@@ -30,20 +30,32 @@ def all_nodes(cls=Function):
 
 
 def instrument(totals):
-    """Wrap every node class's own forward/backward to add its seconds to ``totals[(name, phase)]``."""
+    """Wrap every node class's own forward and backward rules to add their seconds to ``totals[(name, phase)]``.
+
+    Both the textbook classes and their fast drop-ins (``minigrad/fast``) are
+    wrapped: the array rule ``backward_arrays`` counts as "backward". A rule
+    that calls another node's rule (the textbook convolution's backward is made
+    of convolutions) is timed once, as a whole.
+    """
+    running = set()  # the phases of the nodes being timed now, so that nested calls are not counted twice
     for cls in set(all_nodes()):
-        for phase in ("forward", "backward"):
-            method = cls.__dict__.get(phase)
+        for method_name, phase in (("forward", "forward"), ("backward", "backward"),
+                                   ("backward_arrays", "backward")):
+            method = cls.__dict__.get(method_name)
             if method is None:
                 continue
 
             def timed(self, *args, _method=method, _key=(cls.__name__, phase)):
+                if running:
+                    return _method(self, *args)
+                running.add(_key)
                 start = time.perf_counter()
                 try:
                     return _method(self, *args)
                 finally:
                     totals[_key] += time.perf_counter() - start
-            setattr(cls, phase, timed)
+                    running.discard(_key)
+            setattr(cls, method_name, timed)
 
 
 def main(argv=None):

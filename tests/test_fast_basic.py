@@ -301,3 +301,19 @@ def test_device_copies_equal_the_textbook_rule(cupy, dtype):
             results.append(t.grad.numpy())
         np.testing.assert_array_equal(results[0], results[1])
         np.testing.assert_array_equal(results[0], upstream)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_zero_where_selects_bit_for_bit_as_a_masked_copy(dtype):
+    """ReLU's fast selection: +0 where dropped, every other value's bits kept (NaN, inf, -0.0), into a strided out."""
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((6, 10)).astype(dtype)
+    values.flat[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, np.nan]
+    drop = rng.random((6, 10)) < 0.5
+    drop.flat[:6] = [False, False, False, False, True, True]
+    out = np.full((6, 20), 7, dtype)[:, ::2]  # a strided view: every other column
+    fast_elementwise.zero_where(drop, values, out=out)
+    expected = np.zeros_like(values)
+    np.copyto(expected, values, where=~drop)
+    bits = np.dtype(f"i{values.itemsize}")
+    np.testing.assert_array_equal(np.ascontiguousarray(out).view(bits), expected.view(bits))
