@@ -290,6 +290,26 @@ def test_max_pool_nan_windows_give_their_gradient_to_the_last_nan_like_torch(x_s
     np.testing.assert_allclose(mine[1], x_torch.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
+@requires_torch
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("x_shape, kernel_size, stride, padding, route", MAX_POOL_CASES)
+def test_a_nan_or_inf_upstream_gradient_reaches_the_winner_alone_like_torch(x_shape, kernel_size, stride, padding,
+                                                                             route, fast, monkeypatch):
+    """Each window's gradient is put at its winner (selected, not multiplied by the masks), so NaN and inf
+    from upstream stay out of the other pixels, on every route and under the textbook rule, as in PyTorch."""
+    monkeypatch.setattr(mg.config, "fast", fast)
+    x = randn(*x_shape, seed=1)
+    t = mg.tensor(x, requires_grad=True)
+    out = F.max_pool2d(t, kernel_size, stride, padding)
+    upstream = randn(*out.shape, seed=9)
+    upstream.flat[::5], upstream.flat[1::7] = np.nan, np.inf
+    out.backward(mg.tensor(upstream))
+    assert type(out.grad_fn) is (fast_pool.MaxPool2d if fast else pool.MaxPool2d)
+    x_torch = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(x_torch, kernel_size, stride, padding).backward(torch.tensor(upstream))
+    np.testing.assert_allclose(t.grad.numpy(), x_torch.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("values", ["ties", "nan"])
 @pytest.mark.parametrize("case", ["pairs-cropped-edges", "tiles-cropped-edges", "slices-overlapping-padding"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -16,6 +16,7 @@ from ..backend import get_array_module, is_cupy_array
 from ..ops import pool as textbook
 from ..ops.common import pad2d
 from .cpu import run_on_slices
+from .elementwise import zero_where
 
 
 def scatter(node, grad, share):
@@ -170,6 +171,8 @@ class MaxPool2d(textbook.MaxPool2d):
             return self.backward_tiles(grad)
         if self.route == "pairs":
             return self.backward_pairs(grad)
+        if needs_selection(grad):
+            return scatter(self, grad, lambda k, part: kept(grad[part], self.saved[k][part]))
         return scatter(self, grad, lambda k, part: grad[part] * self.saved[k][part])
 
     def backward_pairs(self, grad):
@@ -179,12 +182,18 @@ class MaxPool2d(textbook.MaxPool2d):
         n, channels, out_h, out_w = grad.shape
         grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)  # pixels past the last whole window get none
 
+        if needs_selection(grad):  # the masks as selections: a NaN upstream reaches its winner alone
+            def take(values, mask, out):
+                zero_where(~mask, values, out=out)
+        else:  # all finite: multiplying by the masks gives the same, in one pass instead of two
+            take = xp.multiply
+
         def add(part):  # a run of consecutive images
             by_rows = xp.empty((grad[part].shape[0], channels, 2 * out_h, out_w), dtype=grad.dtype)
-            xp.multiply(grad[part], ~down[part], out=by_rows[:, :, 0::2])
-            xp.multiply(grad[part], down[part], out=by_rows[:, :, 1::2])
-            xp.multiply(by_rows, ~right[part], out=grad_x[part, :, :2 * out_h, 0:2 * out_w:2])
-            xp.multiply(by_rows, right[part], out=grad_x[part, :, :2 * out_h, 1:2 * out_w:2])
+            take(grad[part], ~down[part], out=by_rows[:, :, 0::2])
+            take(grad[part], down[part], out=by_rows[:, :, 1::2])
+            take(by_rows, ~right[part], out=grad_x[part, :, :2 * out_h, 0:2 * out_w:2])
+            take(by_rows, right[part], out=grad_x[part, :, :2 * out_h, 1:2 * out_w:2])
         run_on_slices(add, n, grad_x)
         return grad_x
 
@@ -201,6 +210,23 @@ class MaxPool2d(textbook.MaxPool2d):
         # pixels past the last whole window (cropped in forward) get no gradient
         (_, _, h, w) = self.x_shape
         return pad2d(grad_x, ((0, h - out_h * kernel_h), (0, w - out_w * kernel_w)))
+
+
+def needs_selection(grad):
+    """Whether the winner masks must select rather than multiply: when a NaN or inf comes from upstream.
+
+    NaN times a mask's 0 is NaN, which would reach the window's other pixels.
+    On the CPU a look at the (output-sized) gradient says whether that can
+    happen; on a GPU the look would make the host wait, so there it always selects.
+    """
+    return is_cupy_array(grad) or not get_array_module(grad).isfinite(grad).all()
+
+
+def kept(values, mask):
+    """``values`` where ``mask`` holds, +0 elsewhere, selected (a NaN where the mask is False stays out)."""
+    out = get_array_module(values).empty_like(values)
+    zero_where(~mask, values, out=out)
+    return out
 
 
 class AvgPool2d(textbook.AvgPool2d):
