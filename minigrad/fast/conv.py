@@ -37,6 +37,7 @@ from ..ops import conv as textbook
 from ..ops.common import output_size, pad2d, window_slices
 from . import cuda_kernels, winograd
 from .cpu import run_in_parallel, run_on_slices
+from .norm import channel_sum
 
 
 def im2col(x, kernel_size, stride, padding, dilation=(1, 1), per_image=False, out=None):
@@ -99,12 +100,6 @@ def col2im(cols, x_shape, stride, padding, dilation=(1, 1), per_image=False):
             padded[channels][window] += cols[channels, i, j]
     run_on_slices(add, c, cols)
     return xp.ascontiguousarray(padded[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3))
-
-
-def channel_sum(grad):
-    """sum over n, y, x of grad[n, o, y, x]: ``einsum`` reads it once, faster than sum over axes (0, 2, 3)."""
-    n, channels = grad.shape[:2]
-    return get_array_module(grad).einsum("ncp->c", grad.reshape(n, channels, -1))
 
 
 def winograd_tile(x, weight, stride):
