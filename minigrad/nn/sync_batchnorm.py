@@ -93,9 +93,8 @@ class SyncBatchNormFunction(BatchNorm):
         count = stats[2 * channels]  # N, as a 0-d array: on a GPU it stays there
         mean = stats[:channels] / count
         var = xp.maximum(stats[channels:2 * channels] / count - mean * mean, 0)  # biased: divides by N
-        if not _enough_values(count):
-            raise ValueError(f"sync_batch_norm: expected more than 1 value per channel over all ranks when "
-                             f"training, got {int(count)} (input of shape {x.shape} on this rank)")
+        backend.fail_if(count < 2, "sync_batch_norm: expected more than 1 value per channel over all ranks when "
+                        "training", details=lambda: f"got {int(count)} (input of shape {x.shape} on this rank)")
         if self.running_mean is not None:
             self.update_running(mean, var, count)  # with the global mean, variance and count
         return count, mean, var
@@ -129,15 +128,6 @@ class AllReduceSum(Function):
     def backward(self, grad):
         """dL/da_r = sum over the ranks of the upstream gradient: an all-reduce again."""
         return AllReduceSum.apply(grad)
-
-
-def _enough_values(count):
-    """Whether N > 1; on a GPU the check waits for the next copy to the host (``check_later``) instead."""
-    if backend.is_cupy_array(count):
-        backend.check_later(count < 2, "sync_batch_norm: expected more than 1 value per channel over all "
-                                       "ranks when training")
-        return True
-    return count >= 2
 
 
 class SyncBatchNorm(_BatchNorm):
