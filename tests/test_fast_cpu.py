@@ -68,23 +68,14 @@ def _timeout_seen_by_openblas(first, preset=None):
     if preset is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = preset
     order = "import numpy, minigrad" if first == "numpy" else "import minigrad, numpy"
-    code = (f"{order}\nimport ctypes\n"
-            "paths = {l.split()[-1] for l in open('/proc/self/maps') if 'openblas' in l.rsplit('/', 1)[-1]}\n"
-            "print(ctypes.CDLL(paths.pop()).openblas_thread_timeout())")
+    code = (f"{order}\nimport ctypes\nfrom minigrad.fast.cpu import openblas_libraries\n"
+            "print(ctypes.CDLL(openblas_libraries().pop()).openblas_thread_timeout())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def _openblas_loaded():
-    try:
-        with open("/proc/self/maps") as maps:
-            return any("openblas" in line.rsplit("/", 1)[-1] for line in maps)
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _openblas_loaded(), reason="NumPy here does not use OpenBLAS (or there is no /proc)")
+@pytest.mark.skipif(not cpu.openblas_libraries(), reason="NumPy here does not use OpenBLAS (or there is no /proc)")
 @pytest.mark.parametrize("first", ["minigrad", "numpy"])
 @pytest.mark.parametrize("preset, expected", [(None, "20"), ("7", "7")])
 def test_openblas_gets_the_thread_timeout_whichever_is_imported_first(first, preset, expected):

@@ -17,6 +17,15 @@ from .. import config
 from ..backend import is_cupy_array
 
 
+def openblas_libraries():
+    """The paths of the OpenBLAS libraries this process has loaded (from /proc; none where there is no /proc)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return set()
+
+
 def reread_openblas_settings():
     """Make an already loaded OpenBLAS read its environment variables again, the thread timeout among them.
 
@@ -26,12 +35,7 @@ def reread_openblas_settings():
     NumPy uses another BLAS, or on a system without /proc, nothing changes.
     """
     import ctypes
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]}
-    except OSError:
-        return False
-    for path in paths:
+    for path in openblas_libraries():
         try:
             library = ctypes.CDLL(path)  # the copy already loaded: the same handle
             read_env, shutdown = library.openblas_read_env, library.blas_thread_shutdown_
