@@ -132,6 +132,14 @@ class LRScheduler:
         raise NotImplementedError
 
 
+def _check_epoch_count(scheduler, name, value, meaning):
+    """A schedule's length in epochs must be an integer > 0 (bools, floats and strings are refused)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{scheduler}: {name} must be an integer ({meaning}), got {type(value).__name__} ({value!r})")
+    if value <= 0:
+        raise ValueError(f"{scheduler}: {name} must be > 0, got {value}")
+
+
 class StepLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs::
 
@@ -149,11 +157,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def check(self, step_size, gamma):
-        if not isinstance(step_size, numbers.Integral) or isinstance(step_size, bool):
-            raise TypeError(f"StepLR: step_size must be an integer (epochs between decays), "
-                            f"got {type(step_size).__name__} ({step_size!r})")
-        if step_size <= 0:
-            raise ValueError(f"StepLR: step_size must be > 0, got {step_size}")
+        _check_epoch_count("StepLR", "step_size", step_size, "epochs between decays")
         if not _is_real(gamma):
             raise TypeError(f"StepLR: gamma must be a real number, got {type(gamma).__name__} ({gamma!r})")
         if not gamma > 0:
@@ -183,11 +187,7 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def check(self, T_max, eta_min):
-        if not isinstance(T_max, numbers.Integral) or isinstance(T_max, bool):
-            raise TypeError(f"CosineAnnealingLR: T_max must be an integer (epochs of the half cosine), "
-                            f"got {type(T_max).__name__} ({T_max!r})")
-        if T_max <= 0:
-            raise ValueError(f"CosineAnnealingLR: T_max must be > 0, got {T_max}")
+        _check_epoch_count("CosineAnnealingLR", "T_max", T_max, "epochs of the half cosine")
         if not _is_real(eta_min):
             raise TypeError(f"CosineAnnealingLR: eta_min must be a real number, got {type(eta_min).__name__} "
                             f"({eta_min!r})")
